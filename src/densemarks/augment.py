@@ -1,0 +1,172 @@
+"""Augmentation with one affine matrix per sample: image and points move together.
+
+Geometric steps (black-border removal, scale-to-cover/fit/stretch, centre or random crop,
+rotation, scale and shift jitter, horizontal flip) compose into a single 3x3 matrix from
+original-image pixels to network-input pixels (`geometry` explains the convention). The image
+is warped once with it; points move by the same matrix and, after a flip, are reordered by the
+scheme's flip index; `to_original` undoes both. Photometric jitter and ImageNet normalisation
+are fused into one per-channel multiply-add on the small output image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from densemarks import geometry
+from densemarks.images import LoadedImage
+
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+
+CROP_MODES = ("cover", "fit", "stretch")
+
+
+@dataclass
+class AugmentConfig:
+    """size is (height, width) of the network input, e.g. (224, 224) or the seed's (166, 128)."""
+
+    size: tuple[int, int] = (224, 224)
+    crop: str = "cover"  # cover: scale to cover, crop the overflow; fit: letterbox; stretch
+    random_crop: bool = False  # cover only: place the window randomly instead of centred
+    border_threshold: int | None = 9  # drop outer rows/columns at most this bright; None: off
+    flip_p: float = 0.0  # probability of a horizontal flip (points reordered by flip index)
+    rotate_deg: float = 0.0  # uniform rotation in [-rotate_deg, rotate_deg]
+    scale_jitter: float = 0.0  # uniform zoom in [1 - s, 1 + s]
+    shift_jitter: float = 0.0  # uniform shift up to this fraction of the output size
+    brightness: float = 0.0  # additive, fraction of full range, uniform in [-b, b]
+    contrast: float = 0.0  # multiplicative about the image mean, uniform in [1 - c, 1 + c]
+    normalize: bool = True  # ImageNet mean/std; otherwise values in [0, 1]
+
+    def __post_init__(self):
+        self.size = (int(self.size[0]), int(self.size[1]))
+        if self.crop not in CROP_MODES:
+            raise ValueError(f"unknown crop {self.crop!r}; choose one of {', '.join(CROP_MODES)}")
+
+
+@dataclass(frozen=True)
+class Sample:
+    """image: (3, H, W) float32; points: (K, 2) float32 in input pixels (None without labels);
+    matrix: 3x3 from original-image pixels to input pixels; flipped: points were reordered."""
+
+    image: np.ndarray
+    points: np.ndarray | None
+    matrix: np.ndarray
+    flipped: bool
+
+
+class LandmarkTransform:
+    """Thin state over `sample_matrix` / `warp` / `photometric`: config, flip index, train mode."""
+
+    def __init__(self, config: AugmentConfig, flip_index: np.ndarray | None = None,
+                 train: bool = False):
+        if train and config.flip_p > 0 and flip_index is None:
+            raise ValueError("flip augmentation needs the scheme's flip index")
+        self.config = config
+        self.flip_index = flip_index
+        self.train = train
+
+    def min_decode_size(self) -> tuple[int, int]:
+        """Smallest (width, height) worth decoding: twice the output, margin for borders/zoom."""
+        h, w = self.config.size
+        return 2 * w, 2 * h
+
+    def __call__(self, image: LoadedImage, points: np.ndarray | None,
+                 rng: np.random.Generator | None = None) -> Sample:
+        rng = rng if rng is not None else np.random.default_rng()
+        matrix, flipped = sample_matrix(image, self.config, rng if self.train else None)
+        pixels = warp(image, matrix, self.config.size)
+        out_points = None
+        if points is not None:
+            out_points = geometry.apply(matrix, np.asarray(points, dtype=np.float64))
+            if flipped:
+                out_points = out_points[self.flip_index]
+            out_points = out_points.astype(np.float32)
+        tensor = photometric(pixels, self.config, rng if self.train else None)
+        return Sample(tensor, out_points, matrix, flipped)
+
+
+def sample_matrix(image: LoadedImage, config: AugmentConfig,
+                  rng: np.random.Generator | None) -> tuple[np.ndarray, bool]:
+    """The 3x3 matrix original pixels -> input pixels, and whether it flips. rng=None: no jitter."""
+    out_h, out_w = config.size
+    full_w, full_h = image.original_size
+    box = (0.0, 0.0, float(full_w), float(full_h))
+    if config.border_threshold is not None:
+        x0, y0, x1, y1 = geometry.content_box(image.pixels, config.border_threshold)
+        f = image.to_pixels[0, 0]  # box edges scale with the decode factor
+        box = (x0 / f, y0 / f, x1 / f, y1 / f)
+    matrix = geometry.box_to_frame(box, config.size, config.crop)
+    flipped = False
+    if rng is None:
+        return matrix, flipped
+    if config.random_crop and config.crop == "cover":
+        over_x = max(0.0, matrix[0, 0] * (box[2] - box[0]) - out_w)
+        over_y = max(0.0, matrix[1, 1] * (box[3] - box[1]) - out_h)
+        matrix = geometry.translation(rng.uniform(-over_x, over_x) / 2,
+                                      rng.uniform(-over_y, over_y) / 2) @ matrix
+    centre = ((out_w - 1) / 2, (out_h - 1) / 2)
+    angle = rng.uniform(-config.rotate_deg, config.rotate_deg)
+    zoom = rng.uniform(1 - config.scale_jitter, 1 + config.scale_jitter)
+    shift_x, shift_y = rng.uniform(-config.shift_jitter, config.shift_jitter, size=2) * (out_w, out_h)
+    jitter = (geometry.translation(centre[0] + shift_x, centre[1] + shift_y)
+              @ geometry.rotation(angle, (0.0, 0.0)) @ np.diag([zoom, zoom, 1.0])
+              @ geometry.translation(-centre[0], -centre[1]))
+    matrix = jitter @ matrix
+    if rng.random() < config.flip_p:
+        matrix = geometry.hflip(out_w) @ matrix
+        flipped = True
+    return matrix, flipped
+
+
+def warp(image: LoadedImage, matrix: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Warp the decoded pixels by `matrix` (which starts from original pixels) to (H, W, 3) uint8.
+
+    A large reduction is first done with an area filter so the bilinear warp does not alias.
+    """
+    pixels = image.pixels
+    to_input = matrix @ geometry.invert(image.to_pixels)
+    scale = float(np.sqrt(abs(np.linalg.det(to_input[:2, :2]))))
+    if scale < 0.5:
+        h, w = pixels.shape[:2]
+        new_w, new_h = max(1, round(w * scale * 2)), max(1, round(h * scale * 2))
+        pixels = cv2.resize(pixels, (new_w, new_h), interpolation=cv2.INTER_AREA)
+        to_input = to_input @ geometry.invert(geometry.scaling(new_w / w, new_h / h))
+    out_h, out_w = size
+    return cv2.warpAffine(pixels, to_input[:2], (out_w, out_h), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+
+def photometric(pixels: np.ndarray, config: AugmentConfig,
+                rng: np.random.Generator | None) -> np.ndarray:
+    """(H, W, 3) uint8 -> (3, H, W) float32: brightness/contrast jitter then normalisation."""
+    values = pixels.astype(np.float32)
+    if rng is not None and (config.brightness > 0 or config.contrast > 0):
+        gain = rng.uniform(1 - config.contrast, 1 + config.contrast)
+        bias = rng.uniform(-config.brightness, config.brightness) * 255.0
+        mean = float(values.mean())
+        values = np.clip(values * gain + ((1 - gain) * mean + bias), 0.0, 255.0)
+    if config.normalize:
+        scale, offset = 1.0 / (255.0 * IMAGENET_STD), -IMAGENET_MEAN / IMAGENET_STD
+    else:
+        scale, offset = np.full(3, 1 / 255.0, np.float32), np.zeros(3, np.float32)
+    values *= scale.astype(np.float32)
+    values += offset.astype(np.float32)
+    return np.ascontiguousarray(values.transpose(2, 0, 1))
+
+
+def to_original(points: np.ndarray, matrix: np.ndarray, flipped: bool | np.ndarray = False,
+                flip_index: np.ndarray | None = None) -> np.ndarray:
+    """Bring points in input pixels back to original-image pixels.
+
+    points (K, 2) or (B, K, 2); matrix (3, 3) or (B, 3, 3); flipped a bool or (B,) bools.
+    """
+    points = np.asarray(points, dtype=np.float64)
+    flipped = np.asarray(flipped)
+    if flipped.any():
+        if flip_index is None:
+            raise ValueError("flipped samples need the flip index to restore point order")
+        points = np.where(flipped[..., None, None], points[..., flip_index, :], points)
+    return geometry.apply(geometry.invert(np.asarray(matrix, dtype=np.float64)), points)

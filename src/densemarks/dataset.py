@@ -1,0 +1,128 @@
+"""Datasets in the competition layout: a folder with `images/` and `landmarks.csv`
+(training) or `test_points.csv` (test). Yields transformed images with points and metadata.
+
+Augmentation randomness is drawn from a generator seeded by (seed, epoch, index), so a sample
+looks the same whatever the number of workers or the order they are served in.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from densemarks.augment import LandmarkTransform
+from densemarks.csvio import LandmarkTable, read_landmarks, read_test_points
+from densemarks.errors import DataError
+from densemarks.images import load_image
+from densemarks.scheme import LandmarkScheme, resolve_scheme
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """A training folder, loaded: its table, scheme and paths."""
+
+    root: Path
+    table: LandmarkTable
+    scheme: LandmarkScheme
+
+    @property
+    def images_dir(self) -> Path:
+        return self.root / "images"
+
+    @property
+    def csv_path(self) -> Path:
+        return self.root / "landmarks.csv"
+
+
+def open_training_data(root: str | Path, *, flip_index_file: str | Path | None = None,
+                       norm_points: tuple[int, int] | None = None,
+                       check_images: bool = True) -> TrainingData:
+    """Load `root/landmarks.csv`, resolve the scheme, and check every listed image exists."""
+    root = Path(root)
+    csv_path = root / "landmarks.csv"
+    table = read_landmarks(csv_path)
+    if check_images:
+        check_images_exist(csv_path, root / "images", table.file_names)
+    scheme = resolve_scheme(csv_path, np.asarray(table.points), flip_index_file=flip_index_file,
+                            norm_points=norm_points)
+    return TrainingData(root, table, scheme)
+
+
+def check_images_exist(csv_path: Path, images_dir: Path, file_names: np.ndarray) -> None:
+    if not images_dir.is_dir():
+        raise DataError(images_dir, "images folder not found")
+    present = set(os.listdir(images_dir))
+    for row, name in enumerate(file_names):
+        if name not in present:
+            raise DataError(csv_path, f"image {images_dir / name} not found", line=row + 2)
+
+
+def test_file_names(root: str | Path, num_points: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """File names of a test folder: those of test_points.csv in its order when present (with
+    their requested indices), else every image in `images/` sorted by name."""
+    root = Path(root)
+    points_csv = root / "test_points.csv"
+    if points_csv.is_file():
+        requested = read_test_points(points_csv, num_points)
+        check_images_exist(points_csv, root / "images", requested.file_names)
+        return requested.file_names, requested.indices
+    images = root / "images"
+    if not images.is_dir():
+        raise DataError(images, "images folder not found")
+    names = sorted(n for n in os.listdir(images) if not n.startswith("."))
+    if not names:
+        raise DataError(images, "no images in folder")
+    return np.asarray(names, dtype=str), None
+
+
+def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Shuffled train/validation split of range(n), fixed by seed. Returns (train, val)."""
+    if not 0 <= val_fraction < 1:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    order = np.random.default_rng(seed).permutation(n)
+    n_val = int(round(n * val_fraction))
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+class LandmarkDataset(Dataset):
+    """Items: dict(image (3, H, W) float32, points (K, 2) float32 in input pixels [with labels],
+    matrix (3, 3) float64 original->input, flipped bool, original_size (2,) int64 (w, h),
+    index int, file_name str)."""
+
+    def __init__(self, images_dir: str | Path, file_names: np.ndarray, points: np.ndarray | None,
+                 transform: LandmarkTransform, seed: int = 0):
+        self.images_dir = Path(images_dir)
+        self.file_names = np.asarray(file_names)
+        self.points = points
+        self.transform = transform
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.file_names)
+
+    def __getitem__(self, index: int) -> dict:
+        name = str(self.file_names[index])
+        image = load_image(self.images_dir / name, min_size=self.transform.min_decode_size())
+        points = None if self.points is None else np.asarray(self.points[index])
+        rng = np.random.default_rng((self.seed, self.epoch, int(index)))
+        sample = self.transform(image, points, rng)
+        item = {
+            "image": torch.from_numpy(sample.image),
+            "matrix": torch.from_numpy(sample.matrix),
+            "flipped": sample.flipped,
+            "original_size": torch.tensor(image.original_size),
+            "index": int(index),
+            "file_name": name,
+        }
+        if sample.points is not None:
+            item["points"] = torch.from_numpy(sample.points)
+        return item

@@ -1,0 +1,73 @@
+"""Image loading: any file Pillow reads (JPEG, PNG, grayscale, CMYK, 16-bit, palette, alpha),
+EXIF orientation applied, returned as RGB uint8 with the matrix from original pixels to array.
+
+The pixel frame of a photo is the image as displayed, i.e. after its EXIF orientation: that is
+the frame annotation tools and viewers show, so landmark coordinates refer to it.
+Large JPEGs can be decoded at a reduced size (`min_size`) by the decoder's DCT scaling, which is
+much faster than decoding in full and resizing; the returned matrix accounts for it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from densemarks import geometry
+from densemarks.errors import DataError
+
+_TRANSPOSED_ORIENTATIONS = {5, 6, 7, 8}
+
+
+@dataclass(frozen=True)
+class LoadedImage:
+    """pixels: (H, W, 3) uint8 RGB; original_size: (width, height) of the displayed image;
+    to_pixels: 3x3 matrix from original-image pixels to `pixels` (identity unless reduced)."""
+
+    pixels: np.ndarray
+    original_size: tuple[int, int]
+    to_pixels: np.ndarray
+
+
+def load_image(path: str | Path, min_size: tuple[int, int] | None = None) -> LoadedImage:
+    """Read an image. min_size (width, height): the decoder may shrink the image by 2, 4 or 8
+    as long as it stays at least this large (JPEG only). Raises DataError on unreadable files."""
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            orientation = im.getexif().get(0x0112, 1)
+            full_w, full_h = im.size
+            if orientation in _TRANSPOSED_ORIENTATIONS:
+                full_w, full_h = full_h, full_w
+            factor = 1.0
+            if min_size is not None and im.format == "JPEG":
+                want_w, want_h = min_size
+                if orientation in _TRANSPOSED_ORIENTATIONS:
+                    want_w, want_h = want_h, want_w
+                before = im.size[0]
+                im.draft("RGB", (want_w, want_h))
+                factor = 1.0 / round(before / im.size[0])  # DCT scaling by 1/2, 1/4 or 1/8
+            im = ImageOps.exif_transpose(im)
+            pixels = _to_rgb_array(im)
+    except FileNotFoundError:
+        raise DataError(path, "image file not found") from None
+    except UnidentifiedImageError:
+        raise DataError(path, "not an image file (or a format Pillow cannot read)") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise DataError(path, f"cannot decode image: {exc}") from None
+    to_pixels = np.eye(3) if factor == 1.0 else geometry.scaling(factor)
+    return LoadedImage(pixels, (full_w, full_h), to_pixels)
+
+
+def _to_rgb_array(im: Image.Image) -> np.ndarray:
+    if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        # 16/32-bit grayscale: Pillow's convert("RGB") clips instead of scaling.
+        values = np.asarray(im, dtype=np.float32)
+        peak = 65535.0 if im.mode.startswith("I;16") or values.max() > 255 else 255.0
+        gray = np.clip(values * (255.0 / peak) + 0.5, 0, 255).astype(np.uint8)
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    if im.mode != "RGB":
+        im = im.convert("RGB")
+    return np.asarray(im)

@@ -62,7 +62,7 @@ def check_images_exist(csv_path: Path, images_dir: Path, file_names: np.ndarray)
             raise DataError(csv_path, f"image {images_dir / name} not found", line=row + 2)
 
 
-def test_file_names(root: str | Path, num_points: int) -> tuple[np.ndarray, np.ndarray | None]:
+def list_test_images(root: str | Path, num_points: int) -> tuple[np.ndarray, np.ndarray | None]:
     """File names of a test folder: those of test_points.csv in its order when present (with
     their requested indices), else every image in `images/` sorted by name."""
     root = Path(root)

@@ -61,6 +61,20 @@ def load_image(path: str | Path, min_size: tuple[int, int] | None = None) -> Loa
     return LoadedImage(pixels, (full_w, full_h), to_pixels)
 
 
+def image_size(path: str | Path) -> tuple[int, int]:
+    """(width, height) as displayed (EXIF orientation applied), read from the header only."""
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            return (h, w) if im.getexif().get(0x0112, 1) in _TRANSPOSED_ORIENTATIONS else (w, h)
+    except FileNotFoundError:
+        raise DataError(path, "image file not found") from None
+    except UnidentifiedImageError:
+        raise DataError(path, "not an image file (or a format Pillow cannot read)") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise DataError(path, f"cannot read image header: {exc}") from None
+
+
 def _to_rgb_array(im: Image.Image) -> np.ndarray:
     if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         # 16/32-bit grayscale: Pillow's convert("RGB") clips instead of scaling.

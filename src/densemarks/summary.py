@@ -6,11 +6,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 from rich.console import Console
 from rich.table import Table
 
 from densemarks.dataset import open_training_data
+from densemarks.images import image_size
 from densemarks.scheme import derive_flip_index
 
 
@@ -33,11 +33,8 @@ def summarise(train_dir: Path, flip_index_file: Path | None = None, sample: int 
     points = np.asarray(data.table.points)
     rng = np.random.default_rng(0)
     chosen = np.sort(rng.choice(len(points), min(sample, len(points)), replace=False))
-    sizes = []
-    for i in chosen:  # header only: Pillow reads the size without decoding
-        with Image.open(data.images_dir / data.table.file_names[i]) as im:
-            sizes.append(im.size)
-    sizes = np.asarray(sizes, dtype=np.int64)
+    sizes = np.asarray([image_size(data.images_dir / data.table.file_names[i]) for i in chosen],
+                       dtype=np.int64)
     sub = points[chosen]
     outside = ((sub[..., 0] < 0) | (sub[..., 1] < 0) | (sub[..., 0] >= sizes[:, None, 0])
                | (sub[..., 1] >= sizes[:, None, 1]))

@@ -53,9 +53,17 @@ def make_layout(num_points: int) -> Layout:
     counts = {name: max(2 if name in ("eye", "mouth") else 1, round(n * scale))
               for name, n, _ in _TEMPLATE_971}
     counts["pupil"] = 1
-    fixed_total = sum(_region_size(name, counts[name], kind) for name, _, kind in _TEMPLATE_971
-                      if name != "oval_upper")
-    counts["oval_upper"] = num_points - fixed_total
+    minimum = {name: (2 if name in ("eye", "mouth") else 1) for name in counts}
+
+    def others() -> int:
+        return sum(_region_size(name, counts[name], kind) for name, _, kind in _TEMPLATE_971
+                   if name != "oval_upper")
+
+    while num_points - others() < 1:  # rounding overshot at small K: trim the largest region
+        name = max((n for n in counts if n != "oval_upper" and counts[n] > minimum[n]),
+                   key=lambda n: counts[n])
+        counts[name] -= 1
+    counts["oval_upper"] = num_points - others()
     flip: list[int] = []
     regions: list[Region] = []
     for name, _, kind in _TEMPLATE_971:

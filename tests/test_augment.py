@@ -1,0 +1,121 @@
+"""Augmentation keeps images and points together: flips, inverses, and painted dots."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from densemarks.augment import (IMAGENET_MEAN, IMAGENET_STD, AugmentConfig, LandmarkTransform,
+                                photometric, to_original)
+from densemarks.images import LoadedImage
+
+FULL_JITTER = dict(flip_p=0.5, rotate_deg=30, scale_jitter=0.2, shift_jitter=0.1,
+                   brightness=0.2, contrast=0.3, random_crop=True)
+# Four points, mirrored pairs (0, 1) and (2, 3).
+FLIP = np.array([1, 0, 3, 2])
+COLOURS = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 0]], np.uint8)
+
+
+def _dotted_image(points, size=(300, 220), border=20):
+    """A grey image with black borders and a coloured dot of radius 4 at each point."""
+    h, w = size
+    pixels = np.zeros((h, w, 3), np.uint8)
+    pixels[border:h - border, border:w - border] = 128
+    ys, xs = np.mgrid[0:h, 0:w]
+    for (x, y), colour in zip(points, COLOURS):
+        pixels[(xs - x) ** 2 + (ys - y) ** 2 <= 16] = colour
+    return LoadedImage(pixels, (w, h), np.eye(3))
+
+
+POINTS = np.array([[70.0, 120.0], [150.0, 120.0], [90.0, 200.0], [130.0, 200.0]])
+
+
+def _unnormalise(chw):
+    return (chw.transpose(1, 2, 0) * IMAGENET_STD + IMAGENET_MEAN) * 255
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_points_stay_on_their_dots(seed):
+    config = AugmentConfig(size=(112, 96), **{**FULL_JITTER, "brightness": 0, "contrast": 0})
+    transform = LandmarkTransform(config, FLIP, train=True)
+    sample = transform(_dotted_image(POINTS), POINTS, np.random.default_rng(seed))
+    image = _unnormalise(sample.image)
+    checked = 0
+    for i, (x, y) in enumerate(sample.points):
+        if not (5 <= x < 96 - 5 and 5 <= y < 112 - 5):
+            continue  # a dot at the crop's edge is partly cut off: its centroid moves
+        source = FLIP[i] if sample.flipped else i
+        near = np.linalg.norm(image - COLOURS[source].astype(np.float32), axis=2) < 60
+        ys, xs = np.nonzero(near)
+        assert len(xs) >= 3, f"dot of point {source} not found near ({x:.1f}, {y:.1f})"
+        assert np.hypot(xs.mean() - x, ys.mean() - y) < 1.0
+        checked += 1
+    assert checked >= 2
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_transform_then_inverse_returns_the_points(seed):
+    transform = LandmarkTransform(AugmentConfig(size=(224, 224), **FULL_JITTER), FLIP, train=True)
+    sample = transform(_dotted_image(POINTS), POINTS, np.random.default_rng(seed))
+    back = to_original(sample.points, sample.matrix, sample.flipped, FLIP)
+    assert np.abs(back - POINTS).max() < 0.5
+
+
+def test_flip_twice_is_the_identity():
+    config = AugmentConfig(size=(224, 224), flip_p=1.0, border_threshold=None)
+    transform = LandmarkTransform(config, FLIP, train=True)
+    image = _dotted_image(POINTS, size=(224, 224), border=0)
+    once = transform(image, POINTS, np.random.default_rng(0))
+    assert once.flipped
+    twice_image = LoadedImage(np.ascontiguousarray(image.pixels[:, ::-1]), (224, 224), np.eye(3))
+    twice = transform(twice_image, once.points.astype(np.float64), np.random.default_rng(0))
+    np.testing.assert_allclose(twice.points, POINTS, atol=1e-4)
+    unflipped = LandmarkTransform(config, FLIP, train=False)(image, None)
+    np.testing.assert_allclose(twice.image, unflipped.image, atol=1e-5)
+
+
+def test_batched_inverse_restores_flipped_and_unflipped_samples():
+    transform = LandmarkTransform(AugmentConfig(size=(64, 64), **FULL_JITTER), FLIP, train=True)
+    samples = [transform(_dotted_image(POINTS), POINTS, np.random.default_rng(s)) for s in range(6)]
+    assert {s.flipped for s in samples} == {True, False}
+    back = to_original(np.stack([s.points for s in samples]), np.stack([s.matrix for s in samples]),
+                       np.array([s.flipped for s in samples]), FLIP)
+    assert np.abs(back - POINTS).max() < 0.5
+
+
+def test_evaluation_mode_is_deterministic_and_crops_black_borders():
+    config = AugmentConfig(size=(260, 180), crop="stretch", **FULL_JITTER)
+    transform = LandmarkTransform(config, FLIP, train=False)
+    image = _dotted_image(POINTS, size=(300, 220), border=20)
+    a = transform(image, POINTS, np.random.default_rng(0))
+    b = transform(image, POINTS, np.random.default_rng(1))
+    np.testing.assert_array_equal(a.matrix, b.matrix)
+    assert not a.flipped
+    # 20 px black on every side removed, the 260 x 180 content fills the output exactly.
+    np.testing.assert_allclose(np.diag(a.matrix)[:2], [1.0, 1.0])
+    np.testing.assert_allclose(a.points, POINTS - 20)
+
+
+def test_normalisation_and_photometric_jitter():
+    pixels = np.full((2, 2, 3), 0, np.uint8)
+    pixels[..., :] = np.round(IMAGENET_MEAN * 255).astype(np.uint8)
+    out = photometric(pixels, AugmentConfig(), None)
+    assert out.shape == (3, 2, 2)
+    assert np.abs(out).max() < 0.01  # the ImageNet mean maps to zero
+    config = AugmentConfig(normalize=False, brightness=0.5, contrast=0.5)
+    jittered = [photometric(np.full((4, 4, 3), 100, np.uint8), config, np.random.default_rng(s)) for s in range(5)]
+    assert len({round(float(j.mean()), 4) for j in jittered}) > 1
+    assert all(0 <= j.min() and j.max() <= 1 for j in jittered)
+
+
+def test_large_images_are_reduced_without_losing_alignment():
+    big = _dotted_image(POINTS * 8, size=(2400, 1760), border=160)
+    transform = LandmarkTransform(AugmentConfig(size=(128, 128)), FLIP, train=False)
+    sample = transform(big, POINTS * 8)
+    back = to_original(sample.points, sample.matrix)
+    assert np.abs(back - POINTS * 8).max() < 0.5
+
+
+def test_flip_needs_a_flip_index():
+    with pytest.raises(ValueError, match="flip index"):
+        LandmarkTransform(AugmentConfig(flip_p=0.5), None, train=True)

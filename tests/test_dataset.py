@@ -1,0 +1,76 @@
+"""The torch dataset: items, reproducible augmentation, splits, missing images."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from densemarks.augment import AugmentConfig, LandmarkTransform, to_original
+from densemarks.dataset import LandmarkDataset, open_training_data, split_indices, list_test_images
+from densemarks.errors import DataError
+
+
+def _dataset(root, train=True, seed=0):
+    data = open_training_data(root / "train")
+    config = AugmentConfig(size=(96, 80), flip_p=0.5, rotate_deg=20, scale_jitter=0.1)
+    transform = LandmarkTransform(config, data.scheme.flip_index, train=train)
+    return data, LandmarkDataset(data.images_dir, data.table.file_names, data.table.points, transform, seed)
+
+
+def test_items_and_inverse(synth971):
+    data, ds = _dataset(synth971)
+    item = ds[3]
+    assert item["image"].shape == (3, 96, 80) and item["image"].dtype == torch.float32
+    assert item["points"].shape == (971, 2)
+    back = to_original(item["points"].numpy(), item["matrix"].numpy(), item["flipped"],
+                       data.scheme.flip_index)
+    assert np.abs(back - data.table.points[3]).max() < 0.5
+    assert tuple(item["original_size"].tolist()) > (0, 0)
+
+
+def test_augmentation_is_reproducible_whatever_the_workers(synth971):
+    _, ds = _dataset(synth971)
+    ds.set_epoch(2)
+    serial = next(iter(DataLoader(ds, batch_size=8, num_workers=0)))
+    parallel = next(iter(DataLoader(ds, batch_size=8, num_workers=2)))
+    torch.testing.assert_close(serial["points"], parallel["points"])
+    torch.testing.assert_close(serial["image"], parallel["image"])
+    ds.set_epoch(3)
+    assert not torch.equal(ds[0]["points"], serial["points"][0])
+
+
+def test_split_is_shuffled_fixed_and_disjoint():
+    train, val = split_indices(100, 0.2, seed=5)
+    assert len(val) == 20 and len(train) == 80
+    assert not set(train) & set(val)
+    assert val.tolist() != list(range(80, 100))  # not the last rows in order
+    again_train, again_val = split_indices(100, 0.2, seed=5)
+    assert val.tolist() == again_val.tolist()
+    assert split_indices(100, 0.2, seed=6)[1].tolist() != val.tolist()
+
+
+def test_test_folder_order(synth971, tmp_path):
+    names, indices = list_test_images(synth971 / "test", 971)
+    assert indices.shape == (8, 30)
+    from densemarks.csvio import read_test_points
+    assert list(names) == list(read_test_points(synth971 / "test" / "test_points.csv", 971).file_names)
+    (tmp_path / "images").mkdir()
+    for n in ("b.jpg", "a.png"):
+        (tmp_path / "images" / n).write_bytes(b"")
+    names, indices = list_test_images(tmp_path, 971)
+    assert list(names) == ["a.png", "b.jpg"] and indices is None
+
+
+def test_missing_image_names_the_csv_line(synth68, tmp_path):
+    import shutil
+    root = tmp_path / "copy"
+    shutil.copytree(synth68 / "train", root)
+    victim = sorted((root / "images").iterdir())[0]
+    victim.unlink()
+    lines = (root / "landmarks.csv").read_text().splitlines()
+    line = next(i for i, text in enumerate(lines, 1) if text.startswith(victim.name))
+    with pytest.raises(DataError) as err:
+        open_training_data(root)
+    assert err.value.line == line and victim.name in str(err.value)

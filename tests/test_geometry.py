@@ -1,0 +1,58 @@
+"""The geometric convention: hand-computed matrices, inverses and the black-border box."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from densemarks import geometry
+
+
+def test_scaling_maps_pixel_edges_exactly():
+    # A 4-pixel-wide image scaled by 2 spans 8 pixels: edge -0.5 -> -0.5, edge 3.5 -> 7.5.
+    m = geometry.scaling(2.0)
+    np.testing.assert_allclose(geometry.apply(m, np.array([[-0.5, -0.5], [3.5, 3.5]])),
+                               [[-0.5, -0.5], [7.5, 7.5]])
+
+
+def test_hflip_mirrors_columns_and_is_its_own_inverse():
+    m = geometry.hflip(10)
+    np.testing.assert_allclose(geometry.apply(m, np.array([[0.0, 3.0], [9.0, 1.0]])), [[9, 3], [0, 1]])
+    np.testing.assert_allclose(m @ m, np.eye(3))
+
+
+def test_rotation_by_90_degrees_about_a_centre():
+    m = geometry.rotation(90, (5.0, 5.0))
+    # Counter-clockwise on screen (y down): a point right of the centre moves above it.
+    np.testing.assert_allclose(geometry.apply(m, np.array([[7.0, 5.0]])), [[5.0, 3.0]], atol=1e-12)
+
+
+def test_box_to_frame_cover_centres_and_crops():
+    # A 100 x 200 (w x h) box onto 50 x 50: scale 0.5, the box's vertical centre at the centre.
+    m = geometry.box_to_frame((0, 0, 100, 200), (50, 50), "cover")
+    corners = geometry.apply(m, np.array([[-0.5, 99.5], [99.5, 99.5]]))
+    np.testing.assert_allclose(corners, [[-0.5, 24.5], [49.5, 24.5]])
+
+
+def test_box_to_frame_fit_and_stretch():
+    fit = geometry.box_to_frame((0, 0, 100, 200), (50, 50), "fit")
+    np.testing.assert_allclose(fit[0, 0], 0.25)
+    stretch = geometry.box_to_frame((0, 0, 100, 200), (50, 50), "stretch")
+    np.testing.assert_allclose([stretch[0, 0], stretch[1, 1]], [0.5, 0.25])
+
+
+def test_apply_batched_matches_loop():
+    rng = np.random.default_rng(0)
+    mats = np.stack([geometry.rotation(a, (3, 4)) @ geometry.scaling(s) for a, s in [(10, 1.5), (-40, 0.7)]])
+    pts = rng.normal(size=(2, 5, 2))
+    batched = geometry.apply(mats, pts)
+    for i in range(2):
+        np.testing.assert_allclose(batched[i], geometry.apply(mats[i], pts[i]))
+
+
+def test_content_box_skips_black_borders_only_at_the_edges():
+    image = np.zeros((10, 12, 3), np.uint8)
+    image[2:8, 3:10] = 100
+    image[5, 6] = 0  # dark inside the content stays inside
+    image[0, 0] = 9  # at most the threshold: still border
+    assert geometry.content_box(image, 9) == (3, 2, 10, 8)
+    assert geometry.content_box(np.zeros((4, 5, 3), np.uint8), 9) == (0, 0, 5, 4)

@@ -1,0 +1,72 @@
+"""Unusual but valid images load as RGB uint8 in the displayed frame; broken ones fail clearly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from densemarks.errors import DataError
+from densemarks.images import load_image
+
+
+def _gradient(w=40, h=30):
+    ys, xs = np.mgrid[0:h, 0:w]
+    return np.stack([xs * 6, ys * 8, np.full_like(xs, 90)], axis=2).astype(np.uint8)
+
+
+@pytest.mark.parametrize("mode, ext", [("RGB", "png"), ("L", "jpg"), ("CMYK", "jpg"), ("P", "png"),
+                                       ("RGBA", "png"), ("LA", "png")])
+def test_modes_load_as_rgb(tmp_path, mode, ext):
+    path = tmp_path / f"im.{ext}"
+    Image.fromarray(_gradient()).convert(mode).save(path)
+    loaded = load_image(path)
+    assert loaded.pixels.shape == (30, 40, 3) and loaded.pixels.dtype == np.uint8
+    assert loaded.original_size == (40, 30)
+    assert loaded.pixels.max() > 100
+
+
+def test_16_bit_grayscale_is_scaled_not_clipped(tmp_path):
+    values = (np.linspace(0, 65535, 40 * 30).reshape(30, 40)).astype(np.uint16)
+    path = tmp_path / "deep.png"
+    Image.fromarray(values).save(path)
+    pixels = load_image(path).pixels
+    assert pixels[0, 0, 0] == 0 and pixels[-1, -1, 0] == 255
+    assert 120 < pixels[15, 20, 0] < 136  # mid-grey stays mid-grey
+
+
+@pytest.mark.parametrize("orientation", [3, 6, 8])
+def test_exif_orientation_is_applied(tmp_path, orientation):
+    upright = _gradient(40, 30)
+    # Store the pixels so that applying the EXIF tag brings back the upright image.
+    stored = {3: np.rot90(upright, 2), 6: np.rot90(upright, 1), 8: np.rot90(upright, -1)}[orientation]
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = tmp_path / "rotated.jpg"
+    Image.fromarray(np.ascontiguousarray(stored)).save(path, exif=exif, quality=100)
+    loaded = load_image(path)
+    assert loaded.original_size == (40, 30)
+    assert np.abs(loaded.pixels.astype(int) - upright).mean() < 4
+
+
+def test_reduced_decoding_reports_its_scale(tmp_path):
+    path = tmp_path / "big.jpg"
+    Image.fromarray(np.tile(_gradient(), (20, 20, 1))).save(path)  # 800 x 600
+    loaded = load_image(path, min_size=(180, 140))
+    assert loaded.original_size == (800, 600)
+    assert loaded.pixels.shape[:2] == (150, 200)  # decoded at 1/4
+    assert loaded.to_pixels[0, 0] == pytest.approx(0.25)
+
+
+def test_broken_files(tmp_path):
+    with pytest.raises(DataError, match="not found"):
+        load_image(tmp_path / "missing.jpg")
+    (tmp_path / "text.jpg").write_text("not an image")
+    with pytest.raises(DataError, match="not an image"):
+        load_image(tmp_path / "text.jpg")
+    Image.fromarray(_gradient(200, 200)).save(tmp_path / "full.jpg")
+    data = (tmp_path / "full.jpg").read_bytes()
+    (tmp_path / "cut.jpg").write_bytes(data[: len(data) // 2])
+    with pytest.raises(DataError, match="cannot decode") as err:
+        load_image(tmp_path / "cut.jpg")
+    assert "cut.jpg" in str(err.value)

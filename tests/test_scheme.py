@@ -1,0 +1,80 @@
+"""The scheme as data: derived flip index, involution checks, files that override."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from densemarks.csvio import read_landmarks
+from densemarks.errors import DataError
+from densemarks.scheme import (LandmarkScheme, check_flip_index, derive_flip_index,
+                               read_flip_index, resolve_scheme)
+from densemarks.synth import make_layout
+
+
+@pytest.mark.parametrize("fixture", ["synth971", "synth68"])
+def test_derived_flip_index_matches_the_construction(request, fixture):
+    root = request.getfixturevalue(fixture)
+    table = read_landmarks(root / "train" / "landmarks.csv")
+    truth = make_layout(table.num_points).scheme.flip_index
+    derived, residual = derive_flip_index(np.asarray(table.points))
+    check_flip_index(derived, table.num_points)
+    agree = (derived == truth).mean()
+    assert agree > 0.97, f"only {agree:.1%} of points match the true flip index"
+    assert residual < 0.05
+
+
+def test_flipped_mean_shape_is_the_mean_shape():
+    # Hand-made symmetric shape: pairs (0, 1), (2, 3) and a midline point 4.
+    shape = np.array([[-1.0, 0], [1, 0], [-0.5, 1], [0.5, 1], [0, 2]])
+    shapes = shape + np.random.default_rng(0).normal(0, 0.01, (50, 5, 2))
+    flip, _ = derive_flip_index(shapes)
+    assert flip.tolist() == [1, 0, 3, 2, 4]
+
+
+def test_non_involution_is_rejected():
+    with pytest.raises(ValueError, match="not an involution"):
+        check_flip_index(np.array([1, 2, 0]), 3)
+    with pytest.raises(ValueError, match="permutation"):
+        check_flip_index(np.array([0, 0, 1]), 3)
+
+
+def test_flip_index_file_formats(tmp_path):
+    (tmp_path / "a.json").write_text("[1, 0, 2]")
+    (tmp_path / "b.txt").write_text("1 0\n2\n")
+    assert read_flip_index(tmp_path / "a.json", 3).tolist() == [1, 0, 2]
+    assert read_flip_index(tmp_path / "b.txt", 3).tolist() == [1, 0, 2]
+    (tmp_path / "c.txt").write_text("1 2 0")
+    with pytest.raises(DataError, match="involution"):
+        read_flip_index(tmp_path / "c.txt", 3)
+
+
+def test_resolution_order(synth68, tmp_path):
+    csv = synth68 / "train" / "landmarks.csv"
+    points = np.asarray(read_landmarks(csv).points)
+    from_file = resolve_scheme(csv, points)  # scheme.json written by synth
+    assert from_file.norm_points == (66, 67)
+    assert [r.name for r in from_file.regions][:2] == ["oval_lower_a", "oval_lower_b"]
+    flip = list(range(68))
+    (tmp_path / "flip.json").write_text(json.dumps(flip))
+    overridden = resolve_scheme(csv, points, flip_index_file=tmp_path / "flip.json", norm_points=(0, 1))
+    assert overridden.flip_index.tolist() == flip and overridden.norm_points == (0, 1)
+
+
+def test_known_scheme_without_scheme_file(synth68, tmp_path):
+    # A plain 68-point dataset (no scheme.json) gets the iBUG regions and eye-corner NME pair.
+    csv = tmp_path / "landmarks.csv"
+    csv.write_bytes((synth68 / "train" / "landmarks.csv").read_bytes())
+    scheme = resolve_scheme(csv, np.asarray(read_landmarks(csv).points))
+    assert scheme.norm_points == (36, 45)
+    assert (tmp_path / "landmarks.csv.flip_index.json").is_file()  # cached beside the data
+
+
+def test_scheme_round_trip(tmp_path):
+    scheme = make_layout(971).scheme
+    scheme.save(tmp_path / "s.json")
+    back = LandmarkScheme.from_dict(json.loads((tmp_path / "s.json").read_text()))
+    assert back.norm_points == (969, 970) and back.regions == scheme.regions
+    np.testing.assert_array_equal(back.flip_index, scheme.flip_index)

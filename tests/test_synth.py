@@ -1,0 +1,66 @@
+"""Synthetic faces: the competition layout, its 971-point regions, determinism."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+from densemarks.csvio import read_landmarks, read_test_points
+from densemarks.synth import make_layout, synthesize
+
+
+def test_layout_971_is_the_competitions():
+    regions = {r.name: (r.start, r.stop - 1) for r in make_layout(971).scheme.regions}
+    assert regions["oval_lower_a"] == (0, 63) and regions["oval_lower_b"] == (64, 127)
+    assert regions["oval_upper"] == (128, 272)
+    assert regions["brow_a"] == (273, 336) and regions["brow_b"] == (337, 400)
+    assert regions["nose_side_a"] == (401, 463) and regions["nose_side_b"] == (464, 526)
+    assert regions["nose_middle"] == (527, 586)
+    assert regions["eye_a"] == (587, 713) and regions["eye_b"] == (714, 840)
+    assert regions["mouth"] == (841, 968)
+    flip = make_layout(971).scheme.flip_index
+    assert flip[969] == 970 and flip[0] == 64 and flip[128] == 272 and flip[527] == 527
+    assert flip[841] == 872  # each 32-point mouth segment reverses
+
+
+def test_files_in_the_competition_layout(synth971):
+    train = read_landmarks(synth971 / "train" / "landmarks.csv")
+    assert len(train) == 40 and train.num_points == 971
+    assert all(len(n) == 36 and n.endswith(".jpg") for n in train.file_names)
+    assert sorted(p.name for p in (synth971 / "train" / "images").iterdir()) == sorted(train.file_names)
+    answers = read_landmarks(synth971 / "test" / "answers.csv")
+    requested = read_test_points(synth971 / "test" / "test_points.csv", 971)
+    assert list(requested.file_names) == list(answers.file_names)
+    assert requested.indices.shape == (8, 30)
+    assert all(len(set(row)) == 30 for row in requested.indices)
+
+
+def test_variety(synth971):
+    from PIL import Image
+    sizes = {Image.open(p).size for p in (synth971 / "train" / "images").iterdir()}
+    assert len(sizes) > 30
+    heights = [h for _, h in sizes]
+    assert min(heights) >= 120 and max(heights) <= 480
+
+
+def test_same_seed_same_dataset(tmp_path):
+    def digest(root):
+        h = hashlib.sha1()
+        for p in sorted(root.rglob("*")):
+            if p.is_file():
+                h.update(p.name.encode() + p.read_bytes())
+        return h.hexdigest()
+    synthesize(tmp_path / "a", 5, 2, 68, seed=7)
+    synthesize(tmp_path / "b", 5, 2, 68, seed=7)
+    synthesize(tmp_path / "c", 5, 2, 68, seed=8)
+    assert digest(tmp_path / "a") == digest(tmp_path / "b") != digest(tmp_path / "c")
+    pts = np.asarray(read_landmarks(tmp_path / "a" / "train" / "landmarks.csv").points)
+    assert pts.dtype == np.float32 and np.isfinite(pts).all()
+
+
+def test_every_point_count_gets_a_valid_layout():
+    for k in list(range(24, 130)) + [500, 971, 1500]:
+        scheme = make_layout(k).scheme  # the scheme checks its flip index is an involution
+        assert scheme.num_points == k and scheme.regions[0].start == 0
+        assert scheme.regions[-1].stop == k

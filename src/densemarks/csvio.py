@@ -9,8 +9,11 @@ Any parse problem falls back to a line-by-line check that names the exact line a
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
+import os
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +22,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from densemarks.errors import DataError
+from densemarks.fastcsv import parse_plain
 from densemarks.fileio import atomic_path, cache_dir_for
 
 CACHE_VERSION = 1
@@ -107,33 +111,100 @@ def _load_cache(path: Path) -> LandmarkTable | None:
     return LandmarkTable(names, points)
 
 
-def _save_cache(path: Path, table: LandmarkTable) -> None:
-    points_file, names_file, key_file = _cache_files(path)
-    try:
-        for target, array in ((points_file, table.points), (names_file, table.file_names)):
-            with atomic_path(target) as tmp, open(tmp, "wb") as f:
-                np.save(f, np.ascontiguousarray(array), allow_pickle=False)
-        with atomic_path(key_file) as tmp:  # written last: it vouches for the two arrays
-            tmp.write_text(json.dumps(_source_key(path)))
-    except OSError:
-        pass  # a cache we cannot write only costs speed
-
-
 def read_landmarks(path: str | Path, *, cache: bool = True) -> LandmarkTable:
-    """Load a landmarks.csv. Raises DataError naming the line and cell of any problem."""
+    """Load a landmarks.csv. Raises DataError naming the line and cell of any problem.
+
+    With cache=True the points are kept in a `.npy` beside the CSV (or in the user cache when
+    that folder is read-only) and later loads are a memory map, rebuilt when the CSV changes.
+    """
     path = Path(path)
     header = _read_header(path)
     num_points = _check_landmark_header(path, header)
     if cache and (table := _load_cache(path)) is not None:
         return table
-    table = _parse_landmarks(path, header, num_points)
-    _check_landmarks(path, table, header)
-    if cache:
-        _save_cache(path, table)
+    points_file, names_file, key_file = _cache_files(path) if cache else (None, None, None)
+    try:
+        with contextlib.ExitStack() as stack:
+            table = _parse_landmarks(path, header, num_points, points_file, stack)
+            _check_unique_names(path, table.file_names)
+            if names_file is not None:
+                with atomic_path(names_file) as tmp, open(tmp, "wb") as f:
+                    np.save(f, table.file_names, allow_pickle=False)
+        if key_file is not None:  # written last: it vouches for the two arrays
+            with atomic_path(key_file) as tmp:
+                tmp.write_text(json.dumps(_source_key(path)))
+    except OSError:
+        if not cache:
+            raise
+        return read_landmarks(path, cache=False)  # a cache we cannot write only costs speed
     return table
 
 
-def _parse_landmarks(path: Path, header: list[str], num_points: int) -> LandmarkTable:
+def _parse_landmarks(path: Path, header: list[str], num_points: int, points_file: Path | None,
+                     stack: contextlib.ExitStack) -> LandmarkTable:
+    """The compiled plain-form tokenizer first, streaming into the cache file when there is
+    one; pyarrow's general reader when the tokenizer declines."""
+    with open(path, "rb", buffering=0) as source:
+        _skip_line(source)  # the header, already checked
+        if points_file is None:
+            parsed = parse_plain(source, 2 * num_points)
+            if parsed is not None:
+                names, values = parsed
+                _require_rows(path, names)
+                return LandmarkTable(names, values.reshape(len(names), num_points, 2))
+        else:
+            tmp = points_file.with_name(f".{points_file.name}.{os.getpid()}.tmp")
+            stack.callback(tmp.unlink, missing_ok=True)  # gone unless renamed into place below
+            with open(tmp, "wb", buffering=0) as out:
+                parsed = parse_plain(source, 2 * num_points, sink=_NpyWriter(out, num_points))
+            if parsed is not None:
+                names, _ = parsed
+                _require_rows(path, names)
+                os.replace(tmp, points_file)  # the key file, written last, vouches for it
+                return LandmarkTable(names, np.load(points_file, mmap_mode="r"))
+    table = _parse_general(path, header, num_points)
+    if points_file is not None:
+        with atomic_path(points_file) as tmp, open(tmp, "wb") as f:
+            np.save(f, table.points, allow_pickle=False)
+    return table
+
+
+def _skip_line(f) -> None:
+    while (byte := f.read(1 << 16)) and b"\n" not in byte:
+        pass
+    if byte:
+        f.seek(f.tell() - len(byte) + byte.index(b"\n") + 1)
+
+
+def _require_rows(path: Path, names: np.ndarray) -> None:
+    if len(names) == 0:
+        raise DataError(path, "no data rows after the header")
+
+
+class _NpyWriter:
+    """Streams (rows, 2K) float32 blocks into one (N, K, 2) float32 .npy file; the row count,
+    known only at the end, goes into a fixed-size header written first and rewritten last."""
+
+    HEADER_BYTES = 128
+
+    def __init__(self, file, num_points: int):
+        self.file, self.num_points = file, num_points
+        file.write(self._header(0))
+
+    def _header(self, rows: int) -> bytes:
+        text = f"{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {self.num_points}, 2), }}"
+        text = text.ljust(self.HEADER_BYTES - 10 - 1) + "\n"
+        return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(text)) + text.encode("latin1")
+
+    def __call__(self, block: np.ndarray) -> None:
+        self.file.write(memoryview(np.ascontiguousarray(block)).cast("B"))
+
+    def finish(self, rows: int) -> None:
+        self.file.seek(0)
+        self.file.write(self._header(rows))
+
+
+def _parse_general(path: Path, header: list[str], num_points: int) -> LandmarkTable:
     types = {name: pa.float32() for name in header[1:]}
     types["file_name"] = pa.string()
     try:
@@ -159,18 +230,18 @@ def _parse_landmarks(path: Path, header: list[str], num_points: int) -> Landmark
     for j in range(2 * num_points):
         flat[j] = arrow.column(j + 1).to_numpy()
     del arrow
-    points = np.ascontiguousarray(flat.T).reshape(-1, num_points, 2)
-    return LandmarkTable(names, points)
+    table = LandmarkTable(names, np.ascontiguousarray(flat.T).reshape(-1, num_points, 2))
+    _check_finite(path, table, header)
+    return table
 
 
-def _check_landmarks(path: Path, table: LandmarkTable, header: list[str]) -> None:
+def _check_finite(path: Path, table: LandmarkTable, header: list[str]) -> None:
     flat = table.points.reshape(len(table), -1)
     bad = ~np.isfinite(flat)
     if bad.any():
         row, col = np.argwhere(bad)[0]
         raise DataError(path, f"{header[col + 1]} is {flat[row, col]}, expected a finite number "
                         f"(file_name {table.file_names[row]})", line=int(row) + 2)
-    _check_unique_names(path, table.file_names)
 
 
 def _check_unique_names(path: Path, names: np.ndarray) -> None:

@@ -1,0 +1,107 @@
+"""Benchmark: samples/s on one core at 224 px, densemarks' sample pipeline against the course
+baseline's chain, on the same images in one run.
+
+    python benchmarks/augment_speed.py [--data ../shared/data/300w-afw-helen/train] [--images 300] [--repeats 5]
+
+Course chain (per sample): OpenCV decode, BGR->RGB, resize short side to 224, centre crop 224,
+to PIL, torchvision ToTensor, Normalize, and the points moved by the same scale and crop.
+densemarks: decode (reduced-size JPEG decoding when large), black-border removal, one affine
+matrix (crop + rotation + zoom + shift + flip in the "train" row), one warp, photometric jitter
+fused with normalisation. Both produce a (3, 224, 224) float tensor and the moved points.
+Without --data the images come from `densemarks synth`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image
+from torchvision import transforms
+
+from densemarks.augment import AugmentConfig, LandmarkTransform
+from densemarks.csvio import read_landmarks
+from densemarks.dataset import LandmarkDataset
+from densemarks.scheme import resolve_scheme
+from densemarks.synth import synthesize
+
+SIZE = 224
+
+
+class CourseChain:
+    """The course baseline's per-sample chain (resize short side, centre crop, PIL, tensor)."""
+
+    def __init__(self):
+        self.to_tensor = transforms.Compose([
+            transforms.ToTensor(),
+            transforms.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225]),
+        ])
+
+    def __call__(self, path: Path, points: np.ndarray):
+        image = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+        h, w = image.shape[:2]
+        scale = SIZE / min(h, w)
+        image = cv2.resize(image, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_LINEAR)
+        nh, nw = image.shape[:2]
+        top, left = (nh - SIZE) // 2, (nw - SIZE) // 2
+        image = image[top:top + SIZE, left:left + SIZE]
+        moved = points * scale - np.array([left, top], dtype=np.float32)
+        return self.to_tensor(Image.fromarray(image)), torch.from_numpy(moved)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--data", type=Path, default=None, help="a train folder (images/, landmarks.csv)")
+    parser.add_argument("--images", type=int, default=300)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+    tmp = None
+    if args.data is None:
+        tmp = tempfile.TemporaryDirectory()
+        synthesize(Path(tmp.name) / "d", args.images, 1, 971, seed=0)
+        args.data = Path(tmp.name) / "d" / "train"
+    table = read_landmarks(args.data / "landmarks.csv")
+    n = min(args.images, len(table))
+    names, points = table.file_names[:n], np.asarray(table.points[:n])
+    scheme = resolve_scheme(args.data / "landmarks.csv", np.asarray(table.points))
+    course = CourseChain()
+    plain = LandmarkDataset(args.data / "images", names, points,
+                            LandmarkTransform(AugmentConfig(size=(SIZE, SIZE)), scheme.flip_index))
+    train_config = AugmentConfig(size=(SIZE, SIZE), flip_p=0.5, rotate_deg=30, scale_jitter=0.1,
+                                 shift_jitter=0.05, brightness=0.2, contrast=0.2)
+    augmented = LandmarkDataset(args.data / "images", names, points,
+                                LandmarkTransform(train_config, scheme.flip_index, train=True))
+    runners = {
+        "course chain (resize, crop, PIL, ToTensor, Normalize)":
+            lambda: [course(args.data / "images" / names[i], points[i]) for i in range(n)],
+        "densemarks, evaluation (border crop, cover, normalise)": lambda: [plain[i] for i in range(n)],
+        "densemarks, training (+ flip, rotation, zoom, shift, brightness/contrast)":
+            lambda: [augmented[i] for i in range(n)],
+    }
+    times: dict[str, list[float]] = {k: [] for k in runners}
+    for _ in range(args.repeats):  # interleaved, so load on the machine hits all alike
+        for key, run in runners.items():
+            start = time.perf_counter()
+            run()
+            times[key].append(time.perf_counter() - start)
+    sizes = np.array([Image.open(args.data / "images" / f).size for f in names])
+    print(f"{n} images, median size {int(np.median(sizes[:, 0]))} x {int(np.median(sizes[:, 1]))} px, "
+          f"one thread, {args.repeats} interleaved repeats")
+    base = n / statistics.median(times[next(iter(runners))])
+    print("| pipeline | samples/s per core (median) | ratio to course chain |")
+    print("|---|---|---|")
+    for key, values in times.items():
+        rate = n / statistics.median(values)
+        print(f"| {key} | {rate:.0f} | {rate / base:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+"""The compiled tokenizer agrees with the general reader, or declines and lets it decide."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+
+from densemarks.csvio import _parse_general, _read_header, read_landmarks
+from densemarks.fastcsv import parse_plain
+
+
+def _parse(body: bytes, columns: int, block_bytes: int = 64 << 20):
+    return parse_plain(io.BytesIO(body), columns, block_bytes=block_bytes)
+
+
+def test_numbers_in_every_plain_form():
+    body = b"a.jpg\t-12\t+3\nb.jpg\t12.5\t0.125\nc.jpg\t123456789012\t-0.0001\n"
+    names, values = _parse(body, 2)
+    assert names.tolist() == ["a.jpg", "b.jpg", "c.jpg"]
+    np.testing.assert_allclose(values, [[-12, 3], [12.5, 0.125], [123456789012, -0.0001]], rtol=1e-6)
+
+
+def test_crlf_missing_final_newline_and_utf8_names():
+    names, values = _parse("é.jpg\t1\t2\r\nb.jpg\t3\t4".encode(), 2)
+    assert names.tolist() == ["é.jpg", "b.jpg"]
+    np.testing.assert_array_equal(values, [[1, 2], [3, 4]])
+
+
+@pytest.mark.parametrize("body", [
+    b'"a.jpg"\t1\t2\n',  # quoted name
+    b"a.jpg\tnan\t2\n", b"a.jpg\t1e5\t2\n", b"a.jpg\t\t2\n", b"a.jpg\t1\t2\t3\n", b"a.jpg\t1\n",
+    b"a.jpg\t1\t2\n\n", b"\t1\t2\n", b"a.jpg\t1 \t2\n", b"a.jpg\t-\t2\n", b"a.jpg\t1.2.3\t2\n",
+    b"a.jpg\t" + b"9" * 19 + b"\t2\n",
+])
+def test_anything_else_is_declined(body):
+    assert _parse(body, 2) is None
+
+
+def test_blocks_split_lines_correctly():
+    rng = np.random.default_rng(0)
+    values = rng.integers(-999, 99999, (500, 6))
+    text = "".join(f"{i:05d}.jpg\t" + "\t".join(map(str, row)) + "\n" for i, row in enumerate(values))
+    for block in (64, 100, 1000, 1 << 20):  # blocks far smaller than the text
+        names, parsed = _parse(text.encode(), 6, block_bytes=block)
+        assert len(names) == 500 and names[-1] == "00499.jpg"
+        np.testing.assert_array_equal(parsed, values)
+
+
+def test_agrees_with_pyarrow_on_random_files(tmp_path):
+    rng = np.random.default_rng(1)
+    for trial in range(5):
+        n, k = int(rng.integers(1, 300)), int(rng.integers(1, 50))
+        cells = np.round(rng.uniform(-2000, 2000, (n, 2 * k)), int(rng.integers(0, 3)))
+        path = tmp_path / f"l{trial}.csv"
+        header = "file_name\t" + "\t".join(f"Point_{i}_{a}" for i in range(k) for a in "XY")
+        lines = [f"f{i}.jpg\t" + "\t".join(f"{v:g}" for v in row) for i, row in enumerate(cells)]
+        path.write_text(header + "\n" + "\n".join(lines) + "\n")
+        fast = read_landmarks(path, cache=False)
+        general = _parse_general(path, _read_header(path), k)
+        np.testing.assert_array_equal(fast.points, general.points)
+        assert fast.file_names.tolist() == general.file_names.tolist()

@@ -3,11 +3,15 @@ baseline's chain, on the same images in one run.
 
     python benchmarks/augment_speed.py [--data ../shared/data/300w-afw-helen/train] [--images 300] [--repeats 5]
 
-Course chain (per sample): OpenCV decode, BGR->RGB, resize short side to 224, centre crop 224,
-to PIL, torchvision ToTensor, Normalize, and the points moved by the same scale and crop.
-densemarks: decode (reduced-size JPEG decoding when large), black-border removal, one affine
-matrix (crop + rotation + zoom + shift + flip in the "train" row), one warp, photometric jitter
-fused with normalisation. Both produce a (3, 224, 224) float tensor and the moved points.
+Both chains end in the same product: a normalised (32, 3, 224, 224) float32 batch and the moved
+points, so batching (torch.stack) and normalisation are timed for both.
+Course chain (per sample, as its ScaleMinSideToSize/CropCenter/TransformByKeys did): OpenCV
+decode, BGR->RGB, resize short side to 224 (INTER_AREA), centre crop 224, to PIL, torchvision
+ToTensor, Normalize; points moved by the same scale and crop; then torch.stack.
+densemarks: decode (OpenCV; reduced-size JPEG decoding when large), black-border removal, one
+affine matrix (crop + rotation + zoom + shift + flip in the "training" row), one warp, uint8
+brightness/contrast table; then torch.stack of uint8 and `normalize_batch` into a reused buffer
+(on a GPU that last step runs on the device).
 Without --data the images come from `densemarks synth`.
 """
 
@@ -25,13 +29,14 @@ import torch
 from PIL import Image
 from torchvision import transforms
 
-from densemarks.augment import AugmentConfig, LandmarkTransform
+from densemarks.augment import AugmentConfig, LandmarkTransform, normalize_batch
 from densemarks.csvio import read_landmarks
 from densemarks.dataset import LandmarkDataset
 from densemarks.scheme import resolve_scheme
 from densemarks.synth import synthesize
 
 SIZE = 224
+BATCH = 32
 
 
 class CourseChain:
@@ -47,7 +52,7 @@ class CourseChain:
         image = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
         h, w = image.shape[:2]
         scale = SIZE / min(h, w)
-        image = cv2.resize(image, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_LINEAR)
+        image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
         nh, nw = image.shape[:2]
         top, left = (nh - SIZE) // 2, (nw - SIZE) // 2
         image = image[top:top + SIZE, left:left + SIZE]
@@ -79,12 +84,25 @@ def main() -> None:
                                  shift_jitter=0.05, brightness=0.2, contrast=0.2)
     augmented = LandmarkDataset(args.data / "images", names, points,
                                 LandmarkTransform(train_config, scheme.flip_index, train=True))
+    def course_batches():
+        for start in range(0, n, BATCH):
+            items = [course(args.data / "images" / names[i], points[i]) for i in range(start, min(n, start + BATCH))]
+            torch.stack([image for image, _ in items]), torch.stack([p for _, p in items])
+
+    buffer = torch.empty(BATCH, 3, SIZE, SIZE)
+
+    def densemarks_batches(dataset):
+        for start in range(0, n, BATCH):
+            items = [dataset[i] for i in range(start, min(n, start + BATCH))]
+            images = torch.stack([item["image"] for item in items])
+            normalize_batch(images, out=buffer[: len(items)])
+            torch.stack([item["points"] for item in items])
+
     runners = {
-        "course chain (resize, crop, PIL, ToTensor, Normalize)":
-            lambda: [course(args.data / "images" / names[i], points[i]) for i in range(n)],
-        "densemarks, evaluation (border crop, cover, normalise)": lambda: [plain[i] for i in range(n)],
+        "course chain (resize, crop, PIL, ToTensor, Normalize)": course_batches,
+        "densemarks, evaluation (border crop, cover)": lambda: densemarks_batches(plain),
         "densemarks, training (+ flip, rotation, zoom, shift, brightness/contrast)":
-            lambda: [augmented[i] for i in range(n)],
+            lambda: densemarks_batches(augmented),
     }
     times: dict[str, list[float]] = {k: [] for k in runners}
     for _ in range(args.repeats):  # interleaved, so load on the machine hits all alike
@@ -94,7 +112,7 @@ def main() -> None:
             times[key].append(time.perf_counter() - start)
     sizes = np.array([Image.open(args.data / "images" / f).size for f in names])
     print(f"{n} images, median size {int(np.median(sizes[:, 0]))} x {int(np.median(sizes[:, 1]))} px, "
-          f"one thread, {args.repeats} interleaved repeats")
+          f"one thread, batches of {BATCH}, {args.repeats} interleaved repeats")
     base = n / statistics.median(times[next(iter(runners))])
     print("| pipeline | samples/s per core (median) | ratio to course chain |")
     print("|---|---|---|")

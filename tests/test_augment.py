@@ -5,7 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import torch
+
 from densemarks.augment import (IMAGENET_MEAN, IMAGENET_STD, AugmentConfig, LandmarkTransform,
+                                normalize_batch,
                                 photometric, to_original)
 from densemarks.images import LoadedImage
 
@@ -30,8 +33,8 @@ def _dotted_image(points, size=(300, 220), border=20):
 POINTS = np.array([[70.0, 120.0], [150.0, 120.0], [90.0, 200.0], [130.0, 200.0]])
 
 
-def _unnormalise(chw):
-    return (chw.transpose(1, 2, 0) * IMAGENET_STD + IMAGENET_MEAN) * 255
+def _hwc(chw):
+    return np.asarray(chw).transpose(1, 2, 0).astype(np.float32)
 
 
 @pytest.mark.parametrize("seed", range(8))
@@ -39,7 +42,7 @@ def test_points_stay_on_their_dots(seed):
     config = AugmentConfig(size=(112, 96), **{**FULL_JITTER, "brightness": 0, "contrast": 0})
     transform = LandmarkTransform(config, FLIP, train=True)
     sample = transform(_dotted_image(POINTS), POINTS, np.random.default_rng(seed))
-    image = _unnormalise(sample.image)
+    image = _hwc(sample.image)
     checked = 0
     for i, (x, y) in enumerate(sample.points):
         if not (5 <= x < 96 - 5 and 5 <= y < 112 - 5):
@@ -96,16 +99,28 @@ def test_evaluation_mode_is_deterministic_and_crops_black_borders():
     np.testing.assert_allclose(a.points, POINTS - 20)
 
 
-def test_normalisation_and_photometric_jitter():
-    pixels = np.full((2, 2, 3), 0, np.uint8)
-    pixels[..., :] = np.round(IMAGENET_MEAN * 255).astype(np.uint8)
-    out = photometric(pixels, AugmentConfig(), None)
-    assert out.shape == (3, 2, 2)
-    assert np.abs(out).max() < 0.01  # the ImageNet mean maps to zero
-    config = AugmentConfig(normalize=False, brightness=0.5, contrast=0.5)
-    jittered = [photometric(np.full((4, 4, 3), 100, np.uint8), config, np.random.default_rng(s)) for s in range(5)]
-    assert len({round(float(j.mean()), 4) for j in jittered}) > 1
-    assert all(0 <= j.min() and j.max() <= 1 for j in jittered)
+def test_batch_normalisation():
+    images = torch.from_numpy(np.round(IMAGENET_MEAN * 255).astype(np.uint8)).view(1, 3, 1, 1).expand(2, 3, 4, 4)
+    out = normalize_batch(images.contiguous())
+    assert out.dtype == torch.float32 and out.shape == (2, 3, 4, 4)
+    assert out.abs().max() < 0.01  # the ImageNet mean maps to zero
+    white = normalize_batch(torch.full((1, 3, 2, 2), 255, dtype=torch.uint8))
+    torch.testing.assert_close(white[0, :, 0, 0], torch.from_numpy((1 - IMAGENET_MEAN) / IMAGENET_STD))
+    buffer = torch.empty(1, 3, 2, 2)
+    assert normalize_batch(torch.zeros(1, 3, 2, 2, dtype=torch.uint8), normalize=False, out=buffer) is buffer
+    assert buffer.abs().max() == 0
+
+
+def test_brightness_contrast_jitter_is_clipped_and_varies():
+    config = AugmentConfig(brightness=0.5, contrast=0.5)
+    flat = np.full((4, 4, 4), 100, np.uint8)
+    jittered = [photometric(flat, config, np.random.default_rng(s)) for s in range(6)]
+    assert all(j.shape == (3, 4, 4) and j.dtype == np.uint8 for j in jittered)
+    assert len({int(j[0, 0, 0]) for j in jittered}) > 1
+    ramp = np.tile(np.arange(0, 256, 16, dtype=np.uint8)[None, :, None], (2, 1, 4))
+    bright = photometric(ramp, AugmentConfig(brightness=1.0), np.random.default_rng(3))
+    assert bright.min() >= 0 and bright.max() <= 255  # saturates rather than wrapping
+    assert np.array_equal(photometric(ramp, config, None), ramp.transpose(2, 0, 1)[:3])
 
 
 def test_large_images_are_reduced_without_losing_alignment():

@@ -22,7 +22,7 @@ def _dataset(root, train=True, seed=0):
 def test_items_and_inverse(synth971):
     data, ds = _dataset(synth971)
     item = ds[3]
-    assert item["image"].shape == (3, 96, 80) and item["image"].dtype == torch.float32
+    assert item["image"].shape == (3, 96, 80) and item["image"].dtype == torch.uint8
     assert item["points"].shape == (971, 2)
     back = to_original(item["points"].numpy(), item["matrix"].numpy(), item["flipped"],
                        data.scheme.flip_index)

@@ -119,7 +119,7 @@ class LandmarkDataset(Dataset):
             "image": torch.from_numpy(sample.image),
             "matrix": torch.from_numpy(sample.matrix),
             "flipped": sample.flipped,
-            "original_size": torch.tensor(image.original_size),
+            "original_size": torch.from_numpy(np.array(image.original_size)),
             "index": int(index),
             "file_name": name,
         }

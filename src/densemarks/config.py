@@ -1,0 +1,184 @@
+"""Training configuration: typed dataclasses, one YAML per named recipe in `configs/`, and
+`key=value` overrides from the command line (dotted for nested keys: `augment.flip_p=0.5`).
+
+Unknown keys fail with a suggestion; values are converted to the field's type.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import yaml
+
+from densemarks.augment import AugmentConfig
+from densemarks.errors import DataError
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run needs besides the data. Stored resolved in every checkpoint."""
+
+    model: str = "resnet50"  # torchvision name, or any timm model name
+    weights: str = "default"  # none | default | a torchvision weights name (IMAGENET1K_V1, ...)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)  # for training
+    loss: str = "l1"  # mse | l1 | smooth_l1 | wing | adaptive_wing
+    optimizer: str = "adamw"  # adamw | adam | sgd
+    lr: float = 3e-4
+    weight_decay: float = 1e-4
+    momentum: float = 0.9  # sgd only
+    scheduler: str = "plateau"  # plateau | onecycle | cosine_restarts | none
+    plateau_factor: float = 0.5
+    plateau_patience: int = 2
+    restart_epochs: int = 5  # cosine_restarts: epochs in the first cycle
+    epochs: int = 40
+    batch_size: int = 32
+    workers: int = 2  # data loader processes; 0 loads in the training process
+    val_fraction: float = 0.15
+    seed: int = 0
+    mode: str = "full"  # full | head (backbone frozen) | staged (unfreeze stages in turn)
+    stage_epochs: int = 1  # staged: epochs between unfreezing one more stage
+    backbone_lr_scale: float = 1.0  # learning rate of the backbone relative to the head
+    grad_clip: float = 0.0  # max gradient norm; 0 disables
+    amp: bool = True  # mixed precision (bf16 where supported) on CUDA; ignored on CPU
+    channels_last: bool = True  # on CUDA
+    time_limit: str = ""  # e.g. "30m", "2h", "90s": stop when spent, keep best checkpoint
+    threads: int = 0  # torch CPU threads for the training process; 0 leaves the default
+    flip_tta: bool = False  # validate with flip test-time augmentation
+    val_every: int = 1  # epochs between validations
+
+
+def _type_of(cls, name: str):
+    return typing.get_type_hints(cls)[name]
+
+
+def _convert(text: str, kind, key: str):
+    """A command-line string to the field's type (YAML rules: `true`, `1e-3`, `[166, 128]`)."""
+    value = yaml.safe_load(text) if text != "" else ""
+    origin = typing.get_origin(kind)
+    try:
+        if kind is bool:
+            if not isinstance(value, bool):
+                raise ValueError
+            return value
+        if kind in (int, float):
+            if isinstance(value, bool):
+                raise ValueError
+            return kind(value) if kind is float or float(value).is_integer() else _bad()
+        if kind is str:
+            return str(text)
+        if origin is tuple:
+            return tuple(int(v) for v in value)
+        if origin is typing.Union:  # Optional[int] and the like
+            return None if value is None else _convert(text, typing.get_args(kind)[0], key)
+    except (TypeError, ValueError):
+        pass
+    raise DataError(None, f"{key}={text!r}: expected {getattr(kind, '__name__', kind)}")
+
+
+def _bad():
+    raise ValueError
+
+
+def _fields(cls) -> dict[str, dataclasses.Field]:
+    return {f.name: f for f in dataclasses.fields(cls)}
+
+
+def _suggest(key: str, options) -> str:
+    close = difflib.get_close_matches(key, list(options), n=1)
+    return f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(sorted(options))}"
+
+
+def apply_overrides(config: TrainConfig, pairs: dict[str, object], source: str) -> TrainConfig:
+    """Set dotted keys on a copy of config. Values may be strings (converted) or typed."""
+    config = dataclasses.replace(config, augment=dataclasses.replace(config.augment))
+    for key, raw in pairs.items():
+        target, name = config, key
+        if "." in key:
+            head, name = key.split(".", 1)
+            if head != "augment":
+                raise DataError(None, f"{source}: unknown key {key!r}" + _suggest(head, _fields(TrainConfig)))
+            target = config.augment
+        fields = _fields(type(target))
+        if name not in fields:
+            options = fields if target is config.augment else _fields(TrainConfig)
+            raise DataError(None, f"{source}: unknown key {key!r}" + _suggest(name, options))
+        kind = _type_of(type(target), name)
+        if kind is AugmentConfig:
+            raise DataError(None, f"{source}: set augment.* keys one by one")
+        value = _convert(raw, kind, key) if isinstance(raw, str) and kind is not str else raw
+        if kind is str:
+            value = str(value)
+        setattr(target, name, value)
+    config.augment.__post_init__()
+    return config
+
+
+def recipe_names() -> list[str]:
+    return sorted(p.stem for p in _recipe_dir().glob("*.yaml"))
+
+
+def _recipe_dir() -> Path:
+    return Path(str(resources.files("densemarks") / "configs"))
+
+
+def load_recipe(name_or_path: str) -> TrainConfig:
+    """A recipe by name (configs/NAME.yaml, shipped in the package) or a YAML file path."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = _recipe_dir() / f"{name_or_path}.yaml"
+        if not path.is_file():
+            raise DataError(None, f"unknown recipe {name_or_path!r}" + _suggest(name_or_path, recipe_names()))
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise DataError(path, f"cannot read recipe: {exc}") from None
+    if not isinstance(data, dict):
+        raise DataError(path, "a recipe is a mapping of keys to values")
+    flat = {}
+    for key, value in data.items():
+        if key == "augment" and isinstance(value, dict):
+            flat.update({f"augment.{k}": v for k, v in value.items()})
+        else:
+            flat[key] = value
+    return apply_overrides(TrainConfig(), flat, str(path))
+
+
+def parse_overrides(items: list[str]) -> dict[str, str]:
+    pairs = {}
+    for item in items:
+        if "=" not in item:
+            raise DataError(None, f"override {item!r} is not key=value")
+        key, value = item.split("=", 1)
+        pairs[key.strip()] = value.strip()
+    return pairs
+
+
+def to_dict(config: TrainConfig) -> dict:
+    data = dataclasses.asdict(config)
+    data["augment"]["size"] = list(config.augment.size)
+    return data
+
+
+def from_dict(data: dict) -> TrainConfig:
+    data = dict(data)
+    augment = AugmentConfig(**{**data.pop("augment", {})})
+    known = _fields(TrainConfig)
+    return TrainConfig(augment=augment, **{k: v for k, v in data.items() if k in known})
+
+
+def parse_duration(text: str) -> float | None:
+    """'30m' -> 1800.0 seconds; '' -> None."""
+    if not text:
+        return None
+    units = {"s": 1, "m": 60, "h": 3600}
+    try:
+        if text[-1] in units:
+            return float(text[:-1]) * units[text[-1]]
+        return float(text)
+    except ValueError:
+        raise DataError(None, f"time limit {text!r}: use a number with s, m or h, e.g. 30m") from None

@@ -1,0 +1,158 @@
+"""One factory for landmark models: a torchvision or timm backbone with a regression head of
+2K outputs, and the codec between those outputs and pixel coordinates.
+
+Pretrained weights go through torchvision's / timm's own weights APIs and their local caches;
+when they are neither cached nor downloadable, `create_model` says which file to put where
+rather than falling back to random weights.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import nn
+
+from densemarks.errors import DataError
+
+
+class ModelError(DataError):
+    """A model that cannot be built as asked (unknown name, weights unavailable)."""
+
+    def __init__(self, message: str):
+        super().__init__(None, message)
+
+
+def torchvision_names() -> list[str]:
+    return torchvision.models.list_models(module=torchvision.models)
+
+
+def create_backbone(name: str, num_outputs: int, weights: str = "default") -> nn.Module:
+    """A classification network with its last Linear layer replaced by one of num_outputs.
+
+    name: a torchvision classification model (resnet50, mobilenet_v2, ...) or a timm model.
+    weights: "none", "default", or a torchvision weights name such as "IMAGENET1K_V1".
+    """
+    if name in torchvision_names():
+        model = torchvision.models.get_model(name, weights=_torchvision_weights(name, weights))
+        _replace_last_linear(model, num_outputs)
+        return model
+    return _timm_model(name, num_outputs, weights)
+
+
+def _torchvision_weights(name: str, weights: str):
+    if weights.lower() == "none":
+        return None
+    enum = torchvision.models.get_model_weights(name)
+    key = weights.upper()
+    if key not in enum.__members__:
+        raise ModelError(f"{name} has no weights {weights!r}; choose none or one of "
+                         f"{', '.join(['default', *enum.__members__])}")
+    chosen = enum[key]
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(chosen.url)
+    if not cached.is_file():
+        try:
+            chosen.get_state_dict(progress=True)  # the library's own download into its cache
+        except Exception as exc:  # no network, proxy, DNS: say what to do instead
+            raise ModelError(
+                f"pretrained weights for {name} ({chosen}) are not cached and could not be "
+                f"downloaded ({type(exc).__name__}); put {cached.name} into {cached.parent} "
+                f"(or set TORCH_HOME), or train with weights=none") from None
+    return chosen
+
+
+def _timm_model(name: str, num_outputs: int, weights: str) -> nn.Module:
+    import timm
+
+    if not timm.list_models(name) and not timm.is_model(name):
+        known = torchvision_names() + timm.list_models()
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ModelError(f"unknown model {name!r}{hint}")
+    pretrained = weights.lower() != "none"
+    try:
+        return timm.create_model(name, pretrained=pretrained, num_classes=num_outputs)
+    except Exception as exc:
+        if not pretrained:
+            raise
+        raise ModelError(f"pretrained weights for timm model {name} are not cached and could not "
+                         f"be downloaded ({type(exc).__name__}); fill the Hugging Face cache "
+                         f"(HF_HOME) with them, or train with weights=none") from None
+
+
+def _replace_last_linear(model: nn.Module, num_outputs: int) -> None:
+    parent, attr, last = None, None, None
+    for module_name, module in model.named_modules():
+        for child_name, child in module.named_children():
+            if isinstance(child, nn.Linear):
+                parent, attr, last = module, child_name, child
+    if last is None:
+        raise ModelError(f"{type(model).__name__} has no Linear layer to replace")
+    setattr(parent, attr, nn.Linear(last.in_features, num_outputs))
+
+
+def head_and_backbone(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    """Parameters of the regression head (the last Linear layer) and of everything else."""
+    last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
+    head_ids = {id(p) for p in last.parameters()}
+    return list(last.parameters()), [p for p in model.parameters() if id(p) not in head_ids]
+
+
+def backbone_stages(model: nn.Module, count: int = 5) -> list[list[nn.Parameter]]:
+    """The backbone in `count` groups from input to output, for staged unfreezing: ResNets'
+    stem and layer1..layer4; other networks' blocks split into equal runs."""
+    _, backbone = head_and_backbone(model)
+    if all(hasattr(model, f"layer{i}") for i in range(1, 5)):
+        layers = [getattr(model, f"layer{i}") for i in range(1, 5)]
+        in_layers = {id(p) for layer in layers for p in layer.parameters()}
+        stem = [p for p in backbone if id(p) not in in_layers]
+        return [stem] + [list(layer.parameters()) for layer in layers]
+    blocks: list[nn.Module] = []
+    for child in model.children():
+        blocks.extend(child.children() if isinstance(child, nn.Sequential) else [child])
+    keep = {id(p) for p in backbone}
+    groups = [[p for p in b.parameters() if id(p) in keep] for b in blocks]
+    groups = [g for g in groups if g]
+    size = -(-len(groups) // count)
+    return [[p for g in groups[i:i + size] for p in g] for i in range(0, len(groups), size)]
+
+
+@dataclass(frozen=True)
+class RegressionCodec:
+    """Network outputs <-> points. Outputs are coordinates normalised to the input frame:
+    -1 and 1 are the outer pixel edges, so x_px = (u + 1) * W / 2 - 0.5.
+
+    encode: points (B, K, 2) input pixels -> (B, K, 2) normalised; decode: the inverse.
+    """
+
+    height: int
+    width: int
+
+    def _scale(self, like: torch.Tensor) -> torch.Tensor:
+        return torch.tensor([self.width / 2, self.height / 2], dtype=like.dtype, device=like.device)
+
+    def encode(self, points: torch.Tensor) -> torch.Tensor:
+        return (points + 0.5) / self._scale(points) - 1
+
+    def decode(self, output: torch.Tensor) -> torch.Tensor:
+        return (output + 1) * self._scale(output) - 0.5
+
+
+class LandmarkRegressor(nn.Module):
+    """Backbone + regression head: images (B, 3, H, W) float -> (B, K, 2) normalised coords."""
+
+    def __init__(self, backbone: nn.Module, num_points: int):
+        super().__init__()
+        self.backbone = backbone
+        self.num_points = num_points
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.backbone(images).view(-1, self.num_points, 2)
+
+
+def create_model(name: str, num_points: int, weights: str = "default") -> LandmarkRegressor:
+    return LandmarkRegressor(create_backbone(name, 2 * num_points, weights), num_points)

@@ -1,0 +1,94 @@
+"""Prediction on a test folder, the mean-shape baseline, and the Kaggle submission file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from densemarks import geometry
+from densemarks.augment import LandmarkTransform, to_original
+from densemarks.csvio import RequestedPoints, _write_table, read_landmarks, read_test_points
+from densemarks.dataset import LandmarkDataset, list_test_images
+from densemarks.errors import DataError
+from densemarks.train import (eval_config, load_checkpoint, make_loader, model_from_checkpoint,
+                              pick_device, predict_points)
+
+
+def predict_folder(checkpoint: str | Path, data: str | Path, *, flip_tta: bool = False,
+                   batch_size: int = 32, workers: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """(file names, points (N, K, 2) in original-image pixels) for a test folder: the files of
+    its test_points.csv in that order when present, else every image in images/."""
+    device = pick_device()
+    model, config, scheme = model_from_checkpoint(load_checkpoint(checkpoint, device), device)
+    data = Path(data)
+    names, _ = list_test_images(data, scheme.num_points)
+    transform = LandmarkTransform(eval_config(config), scheme.flip_index)
+    dataset = LandmarkDataset(data / "images", names, None, transform)
+    loader = make_loader(dataset, batch_size, workers, False, 0, 0, device)
+    return names, predict_points(model, loader, config, scheme, device, flip_tta)
+
+
+def mean_shape_baseline(train_points: np.ndarray, train_names: np.ndarray, train_images: Path,
+                        test_names: np.ndarray, test_images: Path, transform: LandmarkTransform) -> np.ndarray:
+    """Every test face gets the mean training shape, placed in the model's input frame (the
+    mean of the training points mapped into each training image's input frame) and mapped back
+    through the test image's own frame. The reference any model must beat."""
+    from densemarks.images import load_image
+    framed = []
+    for name, points in zip(train_names, train_points):
+        matrix, _ = _frame(load_image(train_images / name), transform)
+        framed.append(geometry.apply(matrix, np.asarray(points, dtype=np.float64)))
+    mean = np.mean(framed, axis=0)
+    out = []
+    for name in test_names:
+        matrix, _ = _frame(load_image(test_images / name), transform)
+        out.append(to_original(mean, matrix))
+    return np.asarray(out, dtype=np.float32)
+
+
+def _frame(image, transform: LandmarkTransform):
+    from densemarks.augment import sample_matrix
+    return sample_matrix(image, transform.config, None)
+
+
+def submission_table(predictions_csv: str | Path, test_points_csv: str | Path) -> pa.Table:
+    """The Kaggle file as a table: `file_name,Point_M0_X,Point_M0_Y,...`, one row per row of
+    test_points.csv in its order, the k-th pair being the k-th requested point, rounded."""
+    predictions = read_landmarks(predictions_csv, cache=False)
+    requested = read_test_points(test_points_csv, predictions.num_points)
+    row_of = {name: i for i, name in enumerate(predictions.file_names)}
+    missing = [n for n in requested.file_names if n not in row_of]
+    if missing:
+        line = int(np.flatnonzero(requested.file_names == missing[0])[0]) + 2
+        raise DataError(predictions_csv, f"no prediction for {missing[0]} (requested on line {line} "
+                        f"of {test_points_csv}); {len(missing)} of {len(requested)} images missing")
+    rows = np.asarray([row_of[n] for n in requested.file_names])
+    points = np.asarray(predictions.points)[rows[:, None], requested.indices]  # (N, M, 2)
+    values = np.rint(points.reshape(len(rows), -1)).astype(np.int64)
+    m = requested.indices.shape[1]
+    columns = ["file_name"] + [f"Point_M{k}_{axis}" for k in range(m) for axis in ("X", "Y")]
+    arrays = [pa.array(requested.file_names.tolist())] + [pa.array(values[:, j]) for j in range(values.shape[1])]
+    return pa.Table.from_arrays(arrays, names=columns)
+
+
+def write_submission(predictions_csv: str | Path, test_points_csv: str | Path, out: str | Path) -> int:
+    table = submission_table(predictions_csv, test_points_csv)
+    check_submission_table(table, read_test_points(test_points_csv, 1 << 30))
+    _write_table(out, table, delimiter=",")
+    return table.num_rows
+
+
+def check_submission_table(table: pa.Table, requested: RequestedPoints) -> None:
+    """Header, row count and order, integer finite values: what Kaggle would reject."""
+    m = requested.indices.shape[1]
+    expected = ["file_name"] + [f"Point_M{k}_{axis}" for k in range(m) for axis in ("X", "Y")]
+    if table.column_names != expected:
+        raise DataError(None, "submission header does not match the requested point count")
+    if table.num_rows != len(requested) or table.column(0).to_pylist() != requested.file_names.tolist():
+        raise DataError(None, "submission rows differ from test_points.csv in number or order")
+    for column in table.columns[1:]:
+        if column.null_count or not pa.types.is_integer(column.type):
+            raise DataError(None, "submission values must be integers")
+

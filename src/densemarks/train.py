@@ -1,0 +1,370 @@
+"""Training: one loop that reads top to bottom (batch, forward, loss, backward, step, log),
+validation in original-image pixels, checkpoints that hold everything `predict` and `--resume`
+need (weights, optimizer, schedule, epoch, RNG state, resolved config, scheme).
+
+Randomness is reproducible: the data order of epoch e comes from a generator seeded with
+(seed, e), augmentation from (seed, e, index) in the dataset, so a resumed run sees the same
+batches as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from densemarks import config as cfg
+from densemarks.augment import AugmentConfig, LandmarkTransform, normalize_batch, to_original
+from densemarks.config import TrainConfig
+from densemarks.dataset import LandmarkDataset, TrainingData, open_training_data, split_indices
+from densemarks.errors import DataError
+from densemarks.fileio import atomic_path
+from densemarks.losses import get_loss
+from densemarks.metrics import Metrics, evaluate_points
+from densemarks.models import (LandmarkRegressor, RegressionCodec, backbone_stages, create_model,
+                               head_and_backbone)
+from densemarks.scheme import LandmarkScheme
+
+CHECKPOINT_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    best_epoch: int
+    best_metric: float
+    epochs_run: int
+    stopped_by_time: bool
+    history: list[dict]
+
+
+def eval_config(config: TrainConfig) -> AugmentConfig:
+    """The training geometry without any randomness: what validation and prediction use."""
+    a = config.augment
+    return AugmentConfig(size=a.size, crop=a.crop, border_threshold=a.border_threshold,
+                         normalize=a.normalize)
+
+
+def pick_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def make_loader(dataset: LandmarkDataset, batch_size: int, workers: int, shuffle: bool,
+                seed: int, epoch: int, device: torch.device) -> DataLoader:
+    dataset.set_epoch(epoch)
+    generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
+                      num_workers=workers, pin_memory=device.type == "cuda",
+                      worker_init_fn=_worker_init, drop_last=False)
+
+
+def _worker_init(_: int) -> None:
+    torch.set_num_threads(1)  # workers decode and warp; the training process owns the cores
+
+
+def build_optimizer(model: LandmarkRegressor, config: TrainConfig) -> torch.optim.Optimizer:
+    """Parameter groups: the head at lr, backbone stages at lr * backbone_lr_scale."""
+    head, _ = head_and_backbone(model.backbone)
+    groups = [{"params": head, "lr": config.lr, "name": "head"}]
+    for i, stage in enumerate(backbone_stages(model.backbone)):
+        groups.append({"params": stage, "lr": config.lr * config.backbone_lr_scale, "name": f"stage{i}"})
+    kind = config.optimizer
+    if kind == "adamw":
+        return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
+    if kind == "adam":
+        return torch.optim.Adam(groups, lr=config.lr, weight_decay=config.weight_decay)
+    if kind == "sgd":
+        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum,
+                               weight_decay=config.weight_decay, nesterov=True)
+    raise DataError(None, f"unknown optimizer {kind!r}; choose adamw, adam or sgd")
+
+
+def build_scheduler(optimizer, config: TrainConfig, steps_per_epoch: int):
+    """(scheduler, when): when is 'batch', 'epoch' or 'metric' (ReduceLROnPlateau)."""
+    kind = config.scheduler
+    if kind == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, factor=config.plateau_factor, patience=config.plateau_patience), "metric"
+    if kind == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=[g["lr"] for g in optimizer.param_groups],
+            total_steps=max(1, config.epochs * steps_per_epoch)), "batch"
+    if kind == "cosine_restarts":
+        return torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
+            optimizer, T_0=max(1, config.restart_epochs * steps_per_epoch)), "batch"
+    if kind == "none":
+        return None, "epoch"
+    raise DataError(None, f"unknown scheduler {kind!r}; choose plateau, onecycle, cosine_restarts or none")
+
+
+def set_trainable(model: LandmarkRegressor, config: TrainConfig, epoch: int) -> None:
+    """full: everything; head: only the head; staged: the head, then one more backbone stage
+    (from the top) every stage_epochs epochs. Frozen stages also keep their BatchNorm stats."""
+    stages = backbone_stages(model.backbone)
+    if config.mode == "full":
+        unfrozen = len(stages)
+    elif config.mode == "head":
+        unfrozen = 0
+    elif config.mode == "staged":
+        unfrozen = min(len(stages), epoch // max(1, config.stage_epochs))
+    else:
+        raise DataError(None, f"unknown mode {config.mode!r}; choose full, head or staged")
+    frozen_ids = {id(p) for stage in stages[: len(stages) - unfrozen] for p in stage}
+    for p in model.parameters():
+        p.requires_grad_(id(p) not in frozen_ids)
+    for module in model.modules():  # BatchNorm of a fully frozen module: keep running stats
+        params = list(module.parameters(recurse=False))
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm) and params and \
+                all(id(p) in frozen_ids for p in params):
+            module.eval()
+
+
+def predict_points(model: LandmarkRegressor, loader: DataLoader, config: TrainConfig,
+                   scheme: LandmarkScheme, device: torch.device, flip_tta: bool = False,
+                   desc: str = "predict") -> np.ndarray:
+    """Points (N, K, 2) in original-image pixels for every item of the loader, in order."""
+    h, w = config.augment.size
+    codec = RegressionCodec(h, w)
+    flip_index = torch.as_tensor(scheme.flip_index, device=device)
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for batch in tqdm(loader, desc=desc, leave=False, unit="batch"):
+            images = normalize_batch(batch["image"].to(device, non_blocking=True), config.augment.normalize)
+            points = codec.decode(model(images).float())
+            if flip_tta:
+                mirrored = codec.decode(model(images.flip(-1)).float())
+                mirrored[..., 0] = (w - 1) - mirrored[..., 0]
+                points = (points + mirrored[:, flip_index]) / 2
+            out.append(to_original(points.cpu().numpy(), batch["matrix"].numpy(),
+                                   batch["flipped"].numpy(), scheme.flip_index))
+    return np.concatenate(out).astype(np.float32)
+
+
+def save_checkpoint(path: Path, **state) -> None:
+    with atomic_path(path) as tmp:
+        torch.save({"format": CHECKPOINT_FORMAT, **state}, tmp)
+
+
+def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "checkpoint not found")
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:  # not a torch file, truncated, or holding arbitrary objects
+        raise DataError(path, f"not a densemarks checkpoint ({type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0][:120]})") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT or "model" not in state:
+        raise DataError(path, "not a densemarks checkpoint (missing format, model or config)")
+    return state
+
+
+def model_from_checkpoint(state: dict, device: torch.device) -> tuple[LandmarkRegressor, TrainConfig, LandmarkScheme]:
+    config = cfg.from_dict(state["config"])
+    scheme = LandmarkScheme.from_dict(state["scheme"])
+    model = create_model(config.model, scheme.num_points, weights="none")
+    model.load_state_dict(state["model"])
+    return model.to(device), config, scheme
+
+
+def _rng_state() -> dict:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def train(data_dir: str | Path, config: TrainConfig, out: str | Path, *, resume: bool = False,
+          exclude: set[str] | None = None, quiet: bool = False) -> TrainResult:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(config.seed)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    device = pick_device()
+    data = _training_data(data_dir)
+    train_rows, val_rows = split_indices(len(data.table), config.val_fraction, config.seed)
+    if exclude:
+        train_rows = np.asarray([r for r in train_rows if data.table.file_names[r] not in exclude])
+    scheme = data.scheme
+    train_set = LandmarkDataset(data.images_dir, data.table.file_names[train_rows],
+                                data.table.points[train_rows],
+                                LandmarkTransform(config.augment, scheme.flip_index, train=True), config.seed)
+    val_set = LandmarkDataset(data.images_dir, data.table.file_names[val_rows], data.table.points[val_rows],
+                              LandmarkTransform(eval_config(config), scheme.flip_index), config.seed)
+    val_truth = np.asarray(data.table.points[val_rows], dtype=np.float64)
+
+    model = create_model(config.model, scheme.num_points, config.weights).to(device)
+    use_cuda = device.type == "cuda"
+    if use_cuda and config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
+    optimizer = build_optimizer(model, config)
+    scheduler, schedule_when = build_scheduler(optimizer, config, steps_per_epoch)
+    amp_dtype = torch.bfloat16 if use_cuda and torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler("cuda", enabled=use_cuda and config.amp and amp_dtype == torch.float16)
+    loss_fn = get_loss(config.loss)
+    h, w = config.augment.size
+    codec = RegressionCodec(h, w)
+    pixel_scale = torch.tensor([w / 2, h / 2], device=device)
+
+    start_epoch, best_metric, best_epoch, history = 0, math.inf, -1, []
+    if resume:
+        state = load_checkpoint(out / "last.pt", device)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None:
+            scheduler.load_state_dict(state["scheduler"])
+        start_epoch, best_metric, best_epoch = state["epoch"] + 1, state["best_metric"], state["best_epoch"]
+        history = state["history"]
+        _set_rng_state(state["rng"])
+
+    log = _Logger(out, quiet, fresh=not resume)
+    time_budget = cfg.parse_duration(config.time_limit)
+    started = time.monotonic()
+    stopped_by_time = False
+    epoch = start_epoch - 1
+    for epoch in range(start_epoch, config.epochs):
+        set_trainable(model, config, epoch)
+        model.train()
+        set_trainable(model, config, epoch)  # train() resets BatchNorm modes; freeze again
+        loader = make_loader(train_set, config.batch_size, config.workers, True, config.seed, epoch, device)
+        epoch_start, losses, seen = time.monotonic(), [], 0
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False, unit="batch", disable=quiet)
+        for batch in bar:
+            images = normalize_batch(batch["image"].to(device, non_blocking=True), config.augment.normalize)
+            if use_cuda and config.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            target = codec.encode(batch["points"].to(device, non_blocking=True))
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=use_cuda and config.amp):
+                output = model(images)
+            # Losses see errors in network-input pixels, the unit wing losses are defined in.
+            loss = loss_fn(output.float() * pixel_scale, target * pixel_scale)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if config.grad_clip > 0:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            if scheduler is not None and schedule_when == "batch":
+                scheduler.step()
+            losses.append(loss.item())
+            seen += len(images)
+            bar.set_postfix(loss=f"{losses[-1]:.3f}")
+            if time_budget is not None and time.monotonic() - started > time_budget:
+                stopped_by_time = True
+                break
+        train_seconds = time.monotonic() - epoch_start
+        last_epoch = stopped_by_time or epoch == config.epochs - 1
+        metrics = None
+        if (epoch + 1) % config.val_every == 0 or last_epoch:
+            val_loader = make_loader(val_set, config.batch_size, config.workers, False, config.seed, 0, device)
+            pred = predict_points(model, val_loader, config, scheme, device, config.flip_tta, desc="validate")
+            metrics = evaluate_points(pred, val_truth, scheme)
+        value = _key_metric(metrics) if metrics else None
+        if scheduler is not None and schedule_when == "metric" and value is not None:
+            scheduler.step(value)
+        row = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)) if losses else math.nan,
+               "val_nme": metrics.nme if metrics else None,
+               "val_score": metrics.competition_score if metrics else None,
+               "lr": optimizer.param_groups[0]["lr"], "images_per_s": seen / max(train_seconds, 1e-9),
+               "seconds": time.monotonic() - started}
+        history.append(row)
+        log.epoch(row)
+        state = dict(model=model.state_dict(), optimizer=optimizer.state_dict(),
+                     scheduler=scheduler.state_dict() if scheduler is not None else {},
+                     epoch=epoch, config=cfg.to_dict(config), scheme=scheme.to_dict(),
+                     history=history, rng=_rng_state(),
+                     metrics=metrics.to_dict() if metrics else {})
+        if value is not None and value < best_metric:
+            best_metric, best_epoch = value, epoch + 1
+            save_checkpoint(out / "best.pt", **state, best_metric=best_metric, best_epoch=best_epoch)
+        save_checkpoint(out / "last.pt", **state, best_metric=best_metric, best_epoch=best_epoch)
+        if stopped_by_time:
+            break
+    log.close(history)
+    return TrainResult(best_epoch, best_metric, epoch + 1 - start_epoch, stopped_by_time, history)
+
+
+def _training_data(data_dir: str | Path) -> TrainingData:
+    root = Path(data_dir)
+    if (root / "train" / "landmarks.csv").is_file():
+        root = root / "train"
+    return open_training_data(root)
+
+
+def _key_metric(metrics: Metrics) -> float:
+    """What "best" means: NME when the scheme has a normalising pair, else the score."""
+    return metrics.nme if metrics.nme is not None else metrics.competition_score
+
+
+class _Logger:
+    """log.csv, TensorBoard events and a PNG of the curves, all in the run folder."""
+
+    FIELDS = ["epoch", "train_loss", "val_nme", "val_score", "lr", "images_per_s", "seconds"]
+
+    def __init__(self, out: Path, quiet: bool, fresh: bool):
+        self.out, self.quiet = out, quiet
+        self.csv_path = out / "log.csv"
+        if fresh or not self.csv_path.is_file():
+            with open(self.csv_path, "w", newline="") as f:
+                csv.writer(f).writerow(self.FIELDS)
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+            self.board = SummaryWriter(str(out / "tensorboard"))
+        except ImportError:
+            self.board = None
+
+    def epoch(self, row: dict) -> None:
+        with open(self.csv_path, "a", newline="") as f:
+            csv.writer(f).writerow([row[k] for k in self.FIELDS])
+        if self.board is not None:
+            for key in ("train_loss", "val_nme", "val_score", "lr", "images_per_s"):
+                if row[key] is not None:
+                    self.board.add_scalar(key, row[key], row["epoch"])
+        if not self.quiet:
+            nme = f"{row['val_nme']:.3f}%" if row["val_nme"] is not None else "-"
+            score = f"{row['val_score']:.2f}" if row["val_score"] is not None else "-"
+            tqdm.write(f"epoch {row['epoch']}: loss {row['train_loss']:.4f}  val NME {nme}  "
+                       f"val score {score}  {row['images_per_s']:.1f} img/s")
+
+    def close(self, history: list[dict]) -> None:
+        if self.board is not None:
+            self.board.close()
+        if history:
+            plot_curves(history, self.out / "curves.png")
+
+
+def plot_curves(history: list[dict], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [r["epoch"] for r in history]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    axes[0].plot(epochs, [r["train_loss"] for r in history], marker="o")
+    axes[0].set(title="training loss", xlabel="epoch", yscale="log")
+    val = [(r["epoch"], r["val_nme"] if r["val_nme"] is not None else r["val_score"])
+           for r in history if (r["val_nme"] if r["val_nme"] is not None else r["val_score"]) is not None]
+    if val:
+        axes[1].plot(*zip(*val), marker="o", color="tab:red")
+    axes[1].set(title="validation NME (%)" if history[-1]["val_nme"] is not None else "validation score",
+                xlabel="epoch")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,43 @@
+"""Pictures people would rather look at than numbers: points drawn on faces, in a grid."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from densemarks.fileio import atomic_path
+from densemarks.images import load_image
+
+
+def draw_points(pixels: np.ndarray, points: np.ndarray, colour=(0, 255, 0), truth: np.ndarray | None = None) -> np.ndarray:
+    """A copy of an RGB image with points (K, 2) as dots; truth, if given, in red beneath."""
+    image = np.ascontiguousarray(pixels).copy()
+    radius = max(1, round(min(image.shape[:2]) / 150))
+    for pts, col in ((truth, (255, 40, 40)), (points, colour)):
+        if pts is None:
+            continue
+        for x, y in np.round(pts).astype(int):
+            cv2.circle(image, (int(x), int(y)), radius, col, -1, cv2.LINE_AA)
+    return image
+
+
+def prediction_grid(images_dir: Path, names, points: np.ndarray, out: Path, truth: np.ndarray | None = None,
+                    columns: int = 4, count: int = 12, tile: tuple[int, int] = (240, 300)) -> None:
+    """Save a PNG grid of the first `count` faces with their predicted points."""
+    tiles = []
+    for i, name in enumerate(list(names)[:count]):
+        image = load_image(images_dir / name).pixels
+        drawn = draw_points(image, points[i], truth=None if truth is None else truth[i])
+        h, w = drawn.shape[:2]
+        scale = min(tile[0] / w, tile[1] / h)
+        resized = cv2.resize(drawn, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+        canvas = np.zeros((tile[1], tile[0], 3), np.uint8)
+        canvas[: resized.shape[0], : resized.shape[1]] = resized
+        tiles.append(canvas)
+    while len(tiles) % columns:
+        tiles.append(np.zeros_like(tiles[0]))
+    grid = np.vstack([np.hstack(tiles[r:r + columns]) for r in range(0, len(tiles), columns)])
+    with atomic_path(out) as tmp:
+        cv2.imwrite(str(tmp), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))

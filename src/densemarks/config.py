@@ -37,7 +37,7 @@ class TrainConfig:
     restart_epochs: int = 5  # cosine_restarts: epochs in the first cycle
     epochs: int = 40
     batch_size: int = 32
-    workers: int = 2  # data loader processes; 0 loads in the training process
+    workers: int = 0  # loader processes; 0 loads in the training process (best on 2 cores)
     val_fraction: float = 0.15
     seed: int = 0
     mode: str = "full"  # full | head (backbone frozen) | staged (unfreeze stages in turn)
@@ -45,7 +45,7 @@ class TrainConfig:
     backbone_lr_scale: float = 1.0  # learning rate of the backbone relative to the head
     grad_clip: float = 0.0  # max gradient norm; 0 disables
     amp: bool = True  # mixed precision (bf16 where supported) on CUDA; ignored on CPU
-    channels_last: bool = True  # on CUDA
+    channels_last: bool = True  # memory format of model and batches (faster on CPU and GPU)
     time_limit: str = ""  # e.g. "30m", "2h", "90s": stop when spent, keep best checkpoint
     threads: int = 0  # torch CPU threads for the training process; 0 leaves the default
     flip_tta: bool = False  # validate with flip test-time augmentation
@@ -57,40 +57,54 @@ def _type_of(cls, name: str):
 
 
 def _convert(text: str, kind, key: str):
-    """A command-line string to the field's type (YAML rules: `true`, `1e-3`, `[166, 128]`)."""
-    value = yaml.safe_load(text) if text != "" else ""
-    origin = typing.get_origin(kind)
+    """A command-line string to the field's type, read as YAML (`true`, `1e-3`, `[166, 128]`,
+    `null`), then checked against the type."""
     try:
-        if kind is bool:
-            if not isinstance(value, bool):
-                raise ValueError
-            return value
-        if kind in (int, float):
-            if isinstance(value, bool):
-                raise ValueError
-            return kind(value) if kind is float or float(value).is_integer() else _bad()
-        if kind is str:
-            return str(text)
-        if origin is tuple:
-            return tuple(int(v) for v in value)
-        if origin is typing.Union:  # Optional[int] and the like
-            return None if value is None else _convert(text, typing.get_args(kind)[0], key)
-    except (TypeError, ValueError):
-        pass
-    raise DataError(None, f"{key}={text!r}: expected {getattr(kind, '__name__', kind)}")
-
-
-def _bad():
-    raise ValueError
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        value = text
+    if isinstance(value, str):
+        try:
+            value = float(value)  # YAML 1.1 reads 1e-3 (no dot) as text
+        except ValueError:
+            pass
+    args = typing.get_args(kind)
+    if type(None) in args:  # Optional[...]: null or the inner type
+        if value is None:
+            return None
+        kind = next(a for a in args if a is not type(None))
+    ok = {
+        bool: isinstance(value, bool),
+        int: isinstance(value, (int, float)) and not isinstance(value, bool) and float(value).is_integer(),
+        float: isinstance(value, (int, float)) and not isinstance(value, bool),
+        str: True,
+    }.get(kind)
+    if typing.get_origin(kind) is tuple:
+        ok = isinstance(value, list) and all(isinstance(v, int) for v in value)
+    if not ok:
+        raise DataError(None, f"{key}={text!r}: expected {getattr(kind, '__name__', kind)}")
+    if kind is str:
+        return text
+    return tuple(value) if typing.get_origin(kind) is tuple else kind(value)
 
 
 def _fields(cls) -> dict[str, dataclasses.Field]:
     return {f.name: f for f in dataclasses.fields(cls)}
 
 
+# Names other tools use for our keys, so a suggestion can point from one to the other.
+ALIASES = {"learning_rate": "lr", "lr_scheduler": "scheduler", "batch": "batch_size",
+           "arch": "model", "backbone": "model", "pretrained": "weights", "max_epochs": "epochs",
+           "num_workers": "workers", "wd": "weight_decay", "criterion": "loss"}
+
+
 def _suggest(key: str, options) -> str:
-    close = difflib.get_close_matches(key, list(options), n=1)
-    return f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(sorted(options))}"
+    options = list(options)
+    names = options + [alias for alias, target in ALIASES.items() if target in options]
+    close = difflib.get_close_matches(key, names, n=1)
+    if close:
+        return f"; did you mean {ALIASES.get(close[0], close[0])!r}?"
+    return f"; known keys: {', '.join(sorted(options))}"
 
 
 def apply_overrides(config: TrainConfig, pairs: dict[str, object], source: str) -> TrainConfig:

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
@@ -57,15 +58,21 @@ def pick_device() -> torch.device:
 
 def make_loader(dataset: LandmarkDataset, batch_size: int, workers: int, shuffle: bool,
                 seed: int, epoch: int, device: torch.device) -> DataLoader:
+    """Batches of the dataset in a reproducible order. workers = 0 loads in this process,
+    which is fastest when the model already keeps every core busy (a 2-core CPU: a loader
+    process or thread beside it only oversubscribes the cores, measured in BENCHMARKS.md)."""
     dataset.set_epoch(epoch)
     generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
                       num_workers=workers, pin_memory=device.type == "cuda",
-                      worker_init_fn=_worker_init, drop_last=False)
+                      worker_init_fn=_worker_init if workers else None, drop_last=False,
+                      persistent_workers=False)
 
 
 def _worker_init(_: int) -> None:
-    torch.set_num_threads(1)  # workers decode and warp; the training process owns the cores
+    # Workers decode and warp one sample at a time; the training process owns the cores.
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
 
 
 def build_optimizer(model: LandmarkRegressor, config: TrainConfig) -> torch.optim.Optimizer:
@@ -137,6 +144,8 @@ def predict_points(model: LandmarkRegressor, loader: DataLoader, config: TrainCo
     with torch.no_grad():
         for batch in tqdm(loader, desc=desc, leave=False, unit="batch"):
             images = normalize_batch(batch["image"].to(device, non_blocking=True), config.augment.normalize)
+            if config.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
             points = codec.decode(model(images).float())
             if flip_tta:
                 mirrored = codec.decode(model(images.flip(-1)).float())
@@ -209,7 +218,7 @@ def train(data_dir: str | Path, config: TrainConfig, out: str | Path, *, resume:
 
     model = create_model(config.model, scheme.num_points, config.weights).to(device)
     use_cuda = device.type == "cuda"
-    if use_cuda and config.channels_last:
+    if config.channels_last:  # faster convolutions on GPUs and, with oneDNN, on CPUs too
         model = model.to(memory_format=torch.channels_last)
     steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
     optimizer = build_optimizer(model, config)
@@ -233,6 +242,7 @@ def train(data_dir: str | Path, config: TrainConfig, out: str | Path, *, resume:
         _set_rng_state(state["rng"])
 
     log = _Logger(out, quiet, fresh=not resume)
+    input_buffer = None
     time_budget = cfg.parse_duration(config.time_limit)
     started = time.monotonic()
     stopped_by_time = False
@@ -245,9 +255,12 @@ def train(data_dir: str | Path, config: TrainConfig, out: str | Path, *, resume:
         epoch_start, losses, seen = time.monotonic(), [], 0
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False, unit="batch", disable=quiet)
         for batch in bar:
-            images = normalize_batch(batch["image"].to(device, non_blocking=True), config.augment.normalize)
-            if use_cuda and config.channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
+            images = batch["image"].to(device, non_blocking=True)
+            if input_buffer is None or input_buffer.shape[0] < len(images):
+                input_buffer = _input_buffer(images.shape, device, config.channels_last)
+            # Normalised straight into a reused buffer in the model's memory format: no
+            # allocation per batch (costly on CPU) and no separate layout conversion.
+            images = normalize_batch(images, config.augment.normalize, out=input_buffer[: len(images)])
             target = codec.encode(batch["points"].to(device, non_blocking=True))
             with torch.autocast(device.type, dtype=amp_dtype, enabled=use_cuda and config.amp):
                 output = model(images)
@@ -271,7 +284,7 @@ def train(data_dir: str | Path, config: TrainConfig, out: str | Path, *, resume:
         train_seconds = time.monotonic() - epoch_start
         last_epoch = stopped_by_time or epoch == config.epochs - 1
         metrics = None
-        if (epoch + 1) % config.val_every == 0 or last_epoch:
+        if len(val_set) and ((epoch + 1) % config.val_every == 0 or last_epoch):
             val_loader = make_loader(val_set, config.batch_size, config.workers, False, config.seed, 0, device)
             pred = predict_points(model, val_loader, config, scheme, device, config.flip_tta, desc="validate")
             metrics = evaluate_points(pred, val_truth, scheme)
@@ -298,6 +311,11 @@ def train(data_dir: str | Path, config: TrainConfig, out: str | Path, *, resume:
             break
     log.close(history)
     return TrainResult(best_epoch, best_metric, epoch + 1 - start_epoch, stopped_by_time, history)
+
+
+def _input_buffer(shape, device: torch.device, channels_last: bool) -> torch.Tensor:
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    return torch.empty(shape, dtype=torch.float32, device=device, memory_format=layout)
 
 
 def _training_data(data_dir: str | Path) -> TrainingData:

@@ -1,0 +1,93 @@
+"""Benchmark: the full training loop's images/s against the model's bare forward+backward+step
+images/s on the same batches, in one run.
+
+    python benchmarks/train_throughput.py --data ../shared/data/300w-afw-helen [--recipe fast-cpu] [KEY=VALUE ...]
+
+Bare: batches are loaded and normalised beforehand and held in memory; only forward, loss,
+backward and optimizer step are timed, before and after the full run. Full:
+`densemarks.train.train` for --epochs epochs on the same data (loading, augmentation,
+normalisation, everything); the median images/s of the epochs after the first (which warms up).
+Recipe overrides apply to both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from densemarks import config as cfg
+from densemarks.augment import LandmarkTransform, normalize_batch
+from densemarks.dataset import LandmarkDataset
+from densemarks.losses import get_loss
+from densemarks.models import RegressionCodec, create_model
+from densemarks.train import _training_data, build_optimizer, make_loader, train
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--recipe", default="fast-cpu")
+    parser.add_argument("--batches", type=int, default=12)
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("overrides", nargs="*")
+    args = parser.parse_args()
+    config = cfg.apply_overrides(cfg.load_recipe(args.recipe), cfg.parse_overrides(args.overrides), "command line")
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    data = _training_data(args.data)
+    dataset = LandmarkDataset(data.images_dir, data.table.file_names, data.table.points,
+                              LandmarkTransform(config.augment, data.scheme.flip_index, train=True), config.seed)
+    loader = make_loader(dataset, config.batch_size, config.workers, True, config.seed, 0, torch.device("cpu"))
+    batches = []
+    for batch in loader:
+        images = normalize_batch(batch["image"], config.augment.normalize)
+        if config.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        batches.append((images, batch["points"]))
+        if len(batches) == args.batches:
+            break
+    model = create_model(config.model, data.scheme.num_points, config.weights)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    model.train()
+    optimizer = build_optimizer(model, config)
+    loss_fn = get_loss(config.loss)
+    h, w = config.augment.size
+    codec = RegressionCodec(h, w)
+    scale = torch.tensor([w / 2, h / 2])
+    def bare_run() -> list[float]:
+        timings = []
+        for images, points in [batches[0]] + batches:  # the first step warms up
+            start = time.perf_counter()
+            loss = loss_fn(model(images) * scale, codec.encode(points) * scale)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            timings.append(len(images) / (time.perf_counter() - start))
+        return timings[1:]
+
+    bare = bare_run()
+    with tempfile.TemporaryDirectory() as run:
+        full_config = cfg.apply_overrides(config, {"epochs": args.epochs, "scheduler": "none",
+                                                   "val_fraction": 0.0}, "benchmark")
+        result = train(args.data, full_config, run, quiet=True)
+    bare += bare_run()  # before and after, so a change of machine load hits both sides
+    full = [row["images_per_s"] for row in result.history[1:]]  # epoch 1 warms up
+    bare_median, full_median = statistics.median(bare), statistics.median(full)
+    print(f"recipe {args.recipe} {' '.join(args.overrides)}: model {config.model}, input {h}x{w}, "
+          f"batch {config.batch_size}, workers {config.workers}, torch threads {torch.get_num_threads()}")
+    print("| measurement | images/s |")
+    print("|---|---|")
+    print(f"| bare forward+backward+step (median of {len(bare)} batches, before and after) | {bare_median:.1f} |")
+    print(f"| full training loop (median of epochs 2-{args.epochs}, {len(dataset)} images each) | {full_median:.1f} |")
+    print(f"| ratio full / bare | {full_median / bare_median:.2f}x |")
+    print(f"every epoch: {', '.join(f'{v:.1f}' for v in full)}")
+
+
+if __name__ == "__main__":
+    main()

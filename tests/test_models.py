@@ -1,0 +1,79 @@
+"""Model factory, weights handling, stages, and the coordinate codec."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from densemarks.models import (ModelError, RegressionCodec, backbone_stages, create_model,
+                               head_and_backbone)
+
+SHARED_WEIGHTS = Path(__file__).resolve().parents[2] / "shared" / "weights" / "mobilenet_v2-b0353104.pth"
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2", "densenet121", "resnext50_32x4d"])
+def test_torchvision_models_output_points(name):
+    model = create_model(name, num_points=7, weights="none").eval()
+    with torch.no_grad():
+        assert model(torch.zeros(2, 3, 64, 64)).shape == (2, 7, 2)
+
+
+def test_timm_model_by_name():
+    model = create_model("efficientnet_b0", num_points=5, weights="none").eval()
+    with torch.no_grad():
+        assert model(torch.zeros(1, 3, 64, 64)).shape == (1, 5, 2)
+
+
+def test_unknown_model_suggests():
+    with pytest.raises(ModelError, match="did you mean 'resnet50'"):
+        create_model("resnt50", 5, weights="none")
+
+
+def test_missing_weights_say_where_to_put_them(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    import torchvision.models._api as api
+
+    def offline(self, *args, **kwargs):
+        raise OSError("network unreachable")
+    monkeypatch.setattr(api.WeightsEnum, "get_state_dict", offline)
+    with pytest.raises(ModelError) as err:
+        create_model("mobilenet_v2", 5, weights="IMAGENET1K_V1")
+    message = str(err.value)
+    assert "mobilenet_v2-b0353104.pth" in message and str(tmp_path) in message
+
+
+def test_unknown_weights_name():
+    with pytest.raises(ModelError, match="IMAGENET1K_V1"):
+        create_model("mobilenet_v2", 5, weights="imagenet99")
+
+
+@pytest.mark.skipif(not SHARED_WEIGHTS.is_file(), reason="shared weights file not present")
+def test_pretrained_weights_load_from_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
+    shutil.copy(SHARED_WEIGHTS, tmp_path / "hub" / "checkpoints")
+    model = create_model("mobilenet_v2", 5, weights="IMAGENET1K_V1")
+    reference = torch.load(SHARED_WEIGHTS, weights_only=True)
+    torch.testing.assert_close(model.backbone.features[0][0].weight, reference["features.0.0.weight"])
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2"])
+def test_stages_cover_the_backbone_once(name):
+    model = create_model(name, 5, weights="none")
+    stages = backbone_stages(model.backbone)
+    assert len(stages) == 5
+    head, backbone = head_and_backbone(model.backbone)
+    ids = [id(p) for stage in stages for p in stage]
+    assert len(ids) == len(set(ids)) and set(ids) == {id(p) for p in backbone}
+    assert head[0].shape == (10, head[0].shape[1])
+
+
+def test_codec_round_trip_and_frame():
+    codec = RegressionCodec(height=100, width=80)
+    points = torch.tensor([[[-0.5, -0.5], [79.5, 99.5], [39.5, 49.5], [-20.0, 130.0]]])
+    encoded = codec.encode(points)
+    torch.testing.assert_close(encoded[0, :3], torch.tensor([[-1.0, -1.0], [1.0, 1.0], [0.0, 0.0]]))
+    torch.testing.assert_close(codec.decode(encoded), points)

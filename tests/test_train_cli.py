@@ -1,0 +1,120 @@
+"""The training commands through the real CLI on tiny synthetic data: the whole pipeline,
+an exact resume after SIGKILL, and one-line errors for bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from densemarks.csvio import read_landmarks
+from densemarks.synth import synthesize
+
+pytestmark = pytest.mark.slow
+
+TINY = ["model=resnet18", "weights=none", "augment.size=[64,64]", "batch_size=16", "workers=0",
+        "lr=3e-3", "scheduler=onecycle", "augment.rotate_deg=10", "threads=2"]
+
+
+def densemarks(*args, check=True, **kwargs):
+    result = subprocess.run([sys.executable, "-m", "densemarks", *map(str, args)], capture_output=True,
+                            text=True, timeout=900, **kwargs)
+    if check:
+        assert result.returncode == 0, result.stderr[-2000:]
+    return result
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny") / "data"
+    synthesize(root, train=160, test=16, num_points=30, seed=3)
+    return root
+
+
+def test_train_predict_submit_evaluate(tiny, tmp_path):
+    run = tmp_path / "run"
+    densemarks("train", "--data", tiny, "--out", run, "--recipe", "fast-cpu", "epochs=12", *TINY)
+    for name in ("best.pt", "last.pt", "log.csv", "curves.png"):
+        assert (run / name).is_file()
+    test = tiny / "test"
+    densemarks("predict", "--checkpoint", run / "best.pt", "--data", test, "--out", tmp_path / "p.csv",
+               "--draw", tmp_path / "grid.png")
+    densemarks("predict", "--checkpoint", run / "best.pt", "--data", test, "--out", tmp_path / "pf.csv", "--tta", "flip")
+    densemarks("predict", "--checkpoint", run / "best.pt", "--data", test, "--out", tmp_path / "base.csv",
+               "--mean-shape", tiny / "train")
+    assert (tmp_path / "grid.png").stat().st_size > 1000
+    predictions = read_landmarks(tmp_path / "p.csv", cache=False)
+    assert predictions.num_points == 30 and len(predictions) == 16
+    densemarks("submit", "--predictions", tmp_path / "p.csv", "--points", test / "test_points.csv",
+               "--out", tmp_path / "sub.csv")
+    lines = (tmp_path / "sub.csv").read_text().splitlines()
+    assert lines[0].startswith("file_name,Point_M0_X,Point_M0_Y") and len(lines) == 17
+    assert all(cell.lstrip("-").isdigit() for cell in lines[1].split(",")[1:])
+    result = densemarks("evaluate", "--predictions", tmp_path / "p.csv", "--predictions", tmp_path / "pf.csv",
+                        "--predictions", tmp_path / "base.csv", "--answers", test / "answers.csv",
+                        "--points", test / "test_points.csv", "--json", tmp_path / "m.json")
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    model, flipped, baseline = (metrics[str(tmp_path / f)]["nme"] for f in ("p.csv", "pf.csv", "base.csv"))
+    assert model < 0.6 * baseline, f"model NME {model:.2f}% vs mean shape {baseline:.2f}%"
+    assert flipped < 0.6 * baseline
+    assert "competition score" in result.stdout
+
+
+def _final_val_nme(run: Path) -> float:
+    rows = (run / "log.csv").read_text().splitlines()
+    return float(rows[-1].split(",")[2])
+
+
+def test_resume_after_sigkill_matches_an_uninterrupted_run(tiny, tmp_path):
+    args = ["--data", tiny, "--recipe", "fast-cpu", "epochs=4", "scheduler=plateau", *TINY]
+    densemarks("train", "--out", tmp_path / "straight", *args)
+    victim = subprocess.Popen([sys.executable, "-m", "densemarks", "train", "--out", tmp_path / "killed",
+                               *map(str, args)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = tmp_path / "killed" / "log.csv"
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:  # wait until epoch 2 is done, then kill inside epoch 3
+        if log.is_file() and len(log.read_text().splitlines()) >= 3:
+            break
+        time.sleep(0.2)
+    time.sleep(1.0)
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.wait()
+    assert len(log.read_text().splitlines()) < 5, "the run finished before it could be killed"
+    densemarks("train", "--out", tmp_path / "killed", "--resume", *args)
+    assert _final_val_nme(tmp_path / "killed") == pytest.approx(_final_val_nme(tmp_path / "straight"), rel=1e-6)
+
+
+def _one_line_error(result, *words):
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and "Traceback" not in result.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+def test_bad_input(tiny, tmp_path):
+    (tmp_path / "fake.pt").write_bytes(b"not a checkpoint")
+    _one_line_error(densemarks("predict", "--checkpoint", tmp_path / "fake.pt", "--data", tiny / "test",
+                               "--out", tmp_path / "p.csv", check=False), "fake.pt", "not a densemarks checkpoint")
+    _one_line_error(densemarks("train", "--data", tiny, "--out", tmp_path / "r", "--recipe", "fast-cpu",
+                               "lerning_rate=1", check=False), "did you mean 'lr'")
+    answers = tiny / "test" / "answers.csv"
+    lines = answers.read_text().splitlines()
+    (tmp_path / "short.csv").write_text("\n".join(lines[:-3]) + "\n")
+    _one_line_error(densemarks("evaluate", "--predictions", tmp_path / "short.csv", "--answers", answers, check=False),
+                    "short.csv", "no prediction for")
+    _one_line_error(densemarks("submit", "--predictions", tmp_path / "short.csv", "--points",
+                               tiny / "test" / "test_points.csv", "--out", tmp_path / "s.csv", check=False),
+                    "no prediction for")
+    assert not (tmp_path / "s.csv").exists()
+    header, *rows = lines
+    narrow = "\t".join(header.split("\t")[:-2]) + "\n" + "\n".join("\t".join(r.split("\t")[:-2]) for r in rows) + "\n"
+    (tmp_path / "narrow.csv").write_text(narrow)
+    _one_line_error(densemarks("evaluate", "--predictions", tmp_path / "narrow.csv", "--answers", answers, check=False),
+                    "29 points per face")

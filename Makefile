@@ -3,8 +3,13 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DM := $(BIN)/densemarks
+# torchvision's weights cache; seeded from ../shared/weights when that folder exists (offline
+# machines), otherwise torchvision downloads the file on first use.
+TORCH_CACHE := $(or $(TORCH_HOME),$(HOME)/.cache/torch)/hub/checkpoints
+SHARED_WEIGHTS := $(wildcard ../shared/weights/*.pth)
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench weights clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -12,16 +17,29 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
-demo: $(STAMP)
-	$(BIN)/densemarks synth --out demo/data --train 600 --test 100 --points 971 --seed 0 --overwrite
-	$(BIN)/densemarks info --data demo/data
+weights:
+	@mkdir -p $(TORCH_CACHE)
+	@for f in $(SHARED_WEIGHTS); do test -f $(TORCH_CACHE)/$$(basename $$f) || cp $$f $(TORCH_CACHE)/; done
 
-test: $(STAMP)
+demo: $(STAMP) weights
+	$(DM) synth --out demo/data --train 600 --test 100 --points 971 --seed 0 --overwrite
+	$(DM) info --data demo/data
+	rm -rf demo/run
+	$(DM) train --data demo/data --out demo/run --recipe fast-cpu epochs=12 --time-limit 2m
+	$(DM) predict --checkpoint demo/run/best.pt --data demo/data/test --out demo/predictions.csv --draw demo/predictions.png
+	$(DM) predict --checkpoint demo/run/best.pt --data demo/data/test --out demo/mean_shape.csv --mean-shape demo/data/train
+	$(DM) evaluate --predictions demo/predictions.csv --predictions demo/mean_shape.csv \
+		--answers demo/data/test/answers.csv --points demo/data/test/test_points.csv --json demo/metrics.json
+	$(DM) submit --predictions demo/predictions.csv --points demo/data/test/test_points.csv --out demo/submission.csv
+	@echo "demo done: demo/predictions.png, demo/run/curves.png, demo/metrics.json, demo/submission.csv"
+
+test: $(STAMP) weights
 	$(BIN)/python -m pytest -q
 
-bench: $(STAMP)
+bench: $(STAMP) weights
 	$(BIN)/python benchmarks/csv_load.py
-	$(BIN)/python benchmarks/augment_speed.py
+	$(BIN)/python benchmarks/augment_speed.py --data ../shared/data/300w-afw-helen/train
+	$(BIN)/python benchmarks/train_throughput.py --data ../shared/data/300w-afw-helen
 
 clean:
-	rm -rf demo bench-data
+	rm -rf demo

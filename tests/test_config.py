@@ -33,6 +33,7 @@ def test_overrides_are_typed():
     ("lerning_rate=1", "did you mean 'lr'"), ("augment.flip=0.5", "did you mean 'flip_p'"),
     ("epochs=many", "expected int"), ("amp=maybe", "expected bool"), ("augment.crop=zoom", "unknown crop"),
     ("nokey", "not key=value"), ("augmnt.flip_p=1", "did you mean 'augment'"),
+    ("loss=l2", "did you mean 'l1'"), ("scheduler=cosine", "not one of"), ("mode=frozen", "not one of"),
 ])
 def test_bad_overrides(item, words):
     with pytest.raises((DataError, ValueError), match=words):

@@ -77,3 +77,19 @@ def test_codec_round_trip_and_frame():
     encoded = codec.encode(points)
     torch.testing.assert_close(encoded[0, :3], torch.tensor([[-1.0, -1.0], [1.0, 1.0], [0.0, 0.0]]))
     torch.testing.assert_close(codec.decode(encoded), points)
+
+
+def test_per_stage_learning_rates_and_freezing():
+    from densemarks import config as cfg
+    from densemarks.train import build_optimizer, set_trainable
+
+    config = cfg.apply_overrides(cfg.TrainConfig(), {"lr": "1.0", "backbone_lr_scale": "0.1",
+                                                     "stage_lr_decay": "0.5", "mode": "staged"}, "test")
+    model = create_model("resnet18", 5, weights="none")
+    lrs = {g["name"]: g["lr"] for g in build_optimizer(model, config).param_groups}
+    assert lrs["head"] == 1.0 and lrs["stage4"] == pytest.approx(0.1) and lrs["stage0"] == pytest.approx(0.1 / 16)
+    stages = backbone_stages(model.backbone)
+    set_trainable(model, config, epoch=0)  # head only
+    assert not any(p.requires_grad for s in stages for p in s)
+    set_trainable(model, config, epoch=2)  # head + the two top stages
+    assert [all(p.requires_grad for p in s) for s in stages] == [False, False, False, True, True]

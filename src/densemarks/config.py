@@ -43,6 +43,7 @@ class TrainConfig:
     mode: str = "full"  # full | head (backbone frozen) | staged (unfreeze stages in turn)
     stage_epochs: int = 1  # staged: epochs between unfreezing one more stage
     backbone_lr_scale: float = 1.0  # learning rate of the backbone relative to the head
+    stage_lr_decay: float = 1.0  # each backbone stage below the top: lr times this once more
     grad_clip: float = 0.0  # max gradient norm; 0 disables
     amp: bool = True  # mixed precision (bf16 where supported) on CUDA; ignored on CPU
     channels_last: bool = True  # memory format of model and batches (faster on CPU and GPU)
@@ -88,6 +89,14 @@ def _convert(text: str, kind, key: str):
     return tuple(value) if typing.get_origin(kind) is tuple else kind(value)
 
 
+CHOICES = {
+    "loss": ("mse", "l1", "smooth_l1", "wing", "adaptive_wing"),
+    "optimizer": ("adamw", "adam", "sgd"),
+    "scheduler": ("plateau", "onecycle", "cosine_restarts", "none"),
+    "mode": ("full", "head", "staged"),
+}
+
+
 def _fields(cls) -> dict[str, dataclasses.Field]:
     return {f.name: f for f in dataclasses.fields(cls)}
 
@@ -127,8 +136,15 @@ def apply_overrides(config: TrainConfig, pairs: dict[str, object], source: str) 
         value = _convert(raw, kind, key) if isinstance(raw, str) and kind is not str else raw
         if kind is str:
             value = str(value)
+        if target is config and name in CHOICES and value not in CHOICES[name]:
+            close = difflib.get_close_matches(str(value), CHOICES[name], n=1, cutoff=0.5)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise DataError(None, f"{source}: {key}={value!r} is not one of {', '.join(CHOICES[name])}{hint}")
         setattr(target, name, value)
-    config.augment.__post_init__()
+    try:
+        config.augment.__post_init__()
+    except ValueError as exc:
+        raise DataError(None, f"{source}: {exc}") from None
     return config
 
 

@@ -76,11 +76,14 @@ def _worker_init(_: int) -> None:
 
 
 def build_optimizer(model: LandmarkRegressor, config: TrainConfig) -> torch.optim.Optimizer:
-    """Parameter groups: the head at lr, backbone stages at lr * backbone_lr_scale."""
+    """Parameter groups: the head at lr; backbone stage i of n (0 nearest the input) at
+    lr * backbone_lr_scale * stage_lr_decay ** (n - 1 - i): per-stage learning rates."""
     head, _ = head_and_backbone(model.backbone)
     groups = [{"params": head, "lr": config.lr, "name": "head"}]
-    for i, stage in enumerate(backbone_stages(model.backbone)):
-        groups.append({"params": stage, "lr": config.lr * config.backbone_lr_scale, "name": f"stage{i}"})
+    stages = backbone_stages(model.backbone)
+    for i, stage in enumerate(stages):
+        lr = config.lr * config.backbone_lr_scale * config.stage_lr_decay ** (len(stages) - 1 - i)
+        groups.append({"params": stage, "lr": lr, "name": f"stage{i}"})
     kind = config.optimizer
     if kind == "adamw":
         return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
@@ -297,7 +300,6 @@ def train(data_dir: str | Path, config: TrainConfig, out: str | Path, *, resume:
                "lr": optimizer.param_groups[0]["lr"], "images_per_s": seen / max(train_seconds, 1e-9),
                "seconds": time.monotonic() - started}
         history.append(row)
-        log.epoch(row)
         state = dict(model=model.state_dict(), optimizer=optimizer.state_dict(),
                      scheduler=scheduler.state_dict() if scheduler is not None else {},
                      epoch=epoch, config=cfg.to_dict(config), scheme=scheme.to_dict(),
@@ -307,6 +309,7 @@ def train(data_dir: str | Path, config: TrainConfig, out: str | Path, *, resume:
             best_metric, best_epoch = value, epoch + 1
             save_checkpoint(out / "best.pt", **state, best_metric=best_metric, best_epoch=best_epoch)
         save_checkpoint(out / "last.pt", **state, best_metric=best_metric, best_epoch=best_epoch)
+        log.epoch(row)  # after the checkpoint: a logged epoch is always a resumable one
         if stopped_by_time:
             break
     log.close(history)

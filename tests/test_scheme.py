@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -78,3 +79,15 @@ def test_scheme_round_trip(tmp_path):
     back = LandmarkScheme.from_dict(json.loads((tmp_path / "s.json").read_text()))
     assert back.norm_points == (969, 970) and back.regions == scheme.regions
     np.testing.assert_array_equal(back.flip_index, scheme.flip_index)
+
+
+REAL_68 = Path(__file__).resolve().parents[2] / "shared" / "data" / "300w-afw-helen" / "train"
+
+
+@pytest.mark.skipif(not (REAL_68 / "landmarks.csv").is_file(), reason="300-W crops not present")
+def test_derived_flip_index_on_real_faces_is_the_ibug_mirror_map():
+    ibug = (list(range(16, -1, -1)) + list(range(26, 16, -1)) + [27, 28, 29, 30] + [35, 34, 33, 32, 31]
+            + [45, 44, 43, 42, 47, 46, 39, 38, 37, 36, 41, 40]
+            + [54, 53, 52, 51, 50, 49, 48, 59, 58, 57, 56, 55, 64, 63, 62, 61, 60, 67, 66, 65])
+    flip, residual = derive_flip_index(np.asarray(read_landmarks(REAL_68 / "landmarks.csv", cache=False).points))
+    assert flip.tolist() == ibug

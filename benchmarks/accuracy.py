@@ -49,7 +49,7 @@ def main() -> None:
     }
     history = state["history"]
     print(f"run {args.run}: {config.model} ({config.weights}), input {config.augment.size}, "
-          f"best epoch {state['best_epoch']} of {len(history)}, {history[-1]['seconds'] / 60:.1f} min of training; "
+          f"best epoch {state['best_epoch']} (reached after {history[-1]['seconds'] / 60:.1f} min of training); "
           f"validation split: {len(val_rows)} of {len(data.table)} faces (seed {config.seed})")
     print("| predictions | NME (%) | failure rate >10% (%) | competition score (px^2) |")
     print("|---|---|---|---|")

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
-
 import pytest
 import torch
 
 from densemarks.models import (ModelError, RegressionCodec, backbone_stages, create_model,
                                head_and_backbone)
 
-SHARED_WEIGHTS = Path(__file__).resolve().parents[2] / "shared" / "weights" / "mobilenet_v2-b0353104.pth"
+from conftest import SHARED_WEIGHTS
 
 
 @pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2", "densenet121", "resnext50_32x4d"])
@@ -50,11 +47,8 @@ def test_unknown_weights_name():
         create_model("mobilenet_v2", 5, weights="imagenet99")
 
 
-@pytest.mark.skipif(not SHARED_WEIGHTS.is_file(), reason="shared weights file not present")
-def test_pretrained_weights_load_from_the_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
-    shutil.copy(SHARED_WEIGHTS, tmp_path / "hub" / "checkpoints")
+def test_pretrained_weights_load_from_the_cache(torch_home, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(torch_home))
     model = create_model("mobilenet_v2", 5, weights="IMAGENET1K_V1")
     reference = torch.load(SHARED_WEIGHTS, weights_only=True)
     torch.testing.assert_close(model.backbone.features[0][0].weight, reference["features.0.0.weight"])

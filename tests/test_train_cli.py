@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -19,23 +18,11 @@ from densemarks.synth import synthesize
 
 pytestmark = pytest.mark.slow
 
-SHARED_WEIGHTS = Path(__file__).resolve().parents[2] / "shared" / "weights" / "mobilenet_v2-b0353104.pth"
 # Pretrained MobileNetV2 (fast-cpu's model) briefly: enough to clearly beat the mean shape.
 PIPELINE = ["epochs=16", "augment.size=[96,96]", "batch_size=8", "lr=2e-3", "loss=l1", "threads=2"]
 # From scratch and tiny: the resume test is about exactness, not accuracy.
 TINY = ["model=resnet18", "weights=none", "augment.size=[64,64]", "batch_size=16", "workers=0",
         "lr=3e-3", "augment.rotate_deg=10", "threads=2"]
-
-
-@pytest.fixture(scope="module")
-def torch_home(tmp_path_factory):
-    """A torchvision cache holding the pretrained MobileNetV2 file, as a user's would."""
-    if not SHARED_WEIGHTS.is_file():
-        pytest.skip("../shared/weights/mobilenet_v2-b0353104.pth not present")
-    home = tmp_path_factory.mktemp("torch_home")
-    (home / "hub" / "checkpoints").mkdir(parents=True)
-    shutil.copy(SHARED_WEIGHTS, home / "hub" / "checkpoints")
-    return home
 
 
 def densemarks(*args, check=True, torch_home=None, **kwargs):

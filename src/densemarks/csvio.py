@@ -57,6 +57,18 @@ class RequestedPoints:
         return len(self.file_names)
 
 
+def rows_for(table_names: np.ndarray, wanted: np.ndarray, path: str | Path, what: str,
+             requested_in: str | Path | None = None) -> np.ndarray:
+    """Row of each wanted file name in table_names, in the order of `wanted`; a DataError
+    against `path` names the first one missing (and where it was requested)."""
+    row_of = {name: i for i, name in enumerate(table_names)}
+    missing = [n for n in wanted if n not in row_of]
+    if missing:
+        where = f", requested in {requested_in}" if requested_in else ""
+        raise DataError(path, f"no {what} for {missing[0]}{where} ({len(missing)} of {len(wanted)} missing)")
+    return np.asarray([row_of[n] for n in wanted], dtype=np.int64)
+
+
 def point_columns(num_points: int) -> list[str]:
     """`Point_0_X, Point_0_Y, ...` for K points, in file order."""
     return [f"Point_{i}_{axis}" for i in range(num_points) for axis in ("X", "Y")]

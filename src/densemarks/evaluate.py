@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from rich.table import Table
 
-from densemarks.csvio import read_landmarks, read_test_points
+from densemarks.csvio import read_landmarks, read_test_points, rows_for
 from densemarks.errors import DataError
 from densemarks.metrics import Metrics, evaluate_points
 from densemarks.scheme import KNOWN_SCHEMES, LandmarkScheme, Region
@@ -38,11 +38,7 @@ def aligned_predictions(path: Path, names: np.ndarray, num_points: int) -> np.nd
     table = read_landmarks(path, cache=False)
     if table.num_points != num_points:
         raise DataError(path, f"{table.num_points} points per face, the answers have {num_points}")
-    row_of = {n: i for i, n in enumerate(table.file_names)}
-    missing = [n for n in names if n not in row_of]
-    if missing:
-        raise DataError(path, f"no prediction for {missing[0]} ({len(missing)} of {len(names)} faces missing)")
-    return np.asarray(table.points)[[row_of[n] for n in names]]
+    return np.asarray(table.points)[rows_for(table.file_names, names, path, "prediction")]
 
 
 def evaluate_files(predictions: list[Path], answers: Path, points: Path | None = None,
@@ -53,12 +49,8 @@ def evaluate_files(predictions: list[Path], answers: Path, points: Path | None =
     requested = None
     if points is not None:
         tp = read_test_points(points, truth.num_points)
-        row_of = {n: i for i, n in enumerate(names)}
-        missing = [n for n in tp.file_names if n not in row_of]
-        if missing:
-            raise DataError(answers, f"no answer for {missing[0]}, requested in {points}")
+        truth_points = np.asarray(truth.points)[rows_for(names, tp.file_names, answers, "answer", points)]
         names = tp.file_names
-        truth_points = np.asarray(truth.points)[[row_of[n] for n in names]]
         requested = tp.indices
     else:
         truth_points = np.asarray(truth.points)

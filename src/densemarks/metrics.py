@@ -58,12 +58,12 @@ def evaluate_points(pred: np.ndarray, truth: np.ndarray, scheme: LandmarkScheme,
     if scheme.norm_points is not None:
         faces = per_face_nme(pred, truth, scheme.norm_points)
         nme, failure = float(faces.mean()), float((faces > FAILURE_NME).mean() * 100)
+        a, b = scheme.norm_points
+        norm = np.maximum(np.linalg.norm(truth[:, a] - truth[:, b], axis=1), 1e-9)
+        distance = np.linalg.norm(pred - truth, axis=2)  # (N, K), once for all regions
         for region in scheme.regions:
-            part = slice(region.start, region.stop)
-            a, b = scheme.norm_points
-            norm = np.linalg.norm(truth[:, a] - truth[:, b], axis=1)
-            dist = np.linalg.norm(pred[:, part] - truth[:, part], axis=2).mean(axis=1)
-            regions[region.name] = float((dist / np.maximum(norm, 1e-9)).mean() * 100)
+            per_face = distance[:, region.start:region.stop].mean(axis=1) / norm
+            regions[region.name] = float(per_face.mean() * 100)
     return Metrics(
         faces=len(pred), competition_score=score, squared_distance_score=2 * score,
         full_mse=competition_score(pred, truth), nme=nme, failure_rate=failure, region_nme=regions,

@@ -9,7 +9,8 @@ import pyarrow as pa
 
 from densemarks import geometry
 from densemarks.augment import LandmarkTransform, to_original
-from densemarks.csvio import RequestedPoints, _write_table, read_landmarks, read_test_points
+from densemarks.csvio import (RequestedPoints, _write_table, read_landmarks, read_test_points,
+                              rows_for)
 from densemarks.dataset import LandmarkDataset, list_test_images
 from densemarks.errors import DataError
 from densemarks.train import (eval_config, load_checkpoint, make_loader, model_from_checkpoint,
@@ -58,13 +59,8 @@ def submission_table(predictions_csv: str | Path, test_points_csv: str | Path) -
     test_points.csv in its order, the k-th pair being the k-th requested point, rounded."""
     predictions = read_landmarks(predictions_csv, cache=False)
     requested = read_test_points(test_points_csv, predictions.num_points)
-    row_of = {name: i for i, name in enumerate(predictions.file_names)}
-    missing = [n for n in requested.file_names if n not in row_of]
-    if missing:
-        line = int(np.flatnonzero(requested.file_names == missing[0])[0]) + 2
-        raise DataError(predictions_csv, f"no prediction for {missing[0]} (requested on line {line} "
-                        f"of {test_points_csv}); {len(missing)} of {len(requested)} images missing")
-    rows = np.asarray([row_of[n] for n in requested.file_names])
+    rows = rows_for(predictions.file_names, requested.file_names, predictions_csv, "prediction",
+                    requested_in=test_points_csv)
     points = np.asarray(predictions.points)[rows[:, None], requested.indices]  # (N, M, 2)
     values = np.rint(points.reshape(len(rows), -1)).astype(np.int64)
     m = requested.indices.shape[1]

@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from densemarks import config as cfg
 from densemarks.augment import LandmarkTransform
 from densemarks.dataset import LandmarkDataset, split_indices
 from densemarks.metrics import evaluate_points

@@ -71,7 +71,7 @@ def main() -> None:
     print(f"numba load/compile of the tokenizer (first call in a process): "
           f"{timed(lambda: read_landmarks(tiny, cache=False)):.2f} s")
     runs = []
-    print(f"| rows | CSV size | pandas.read_csv (median) | densemarks first load (median) | ratio | cached reload (median) |")
+    print("| rows | CSV size | pandas.read_csv (median) | densemarks first load (median) | ratio | cached reload (median) |")
     print("|---|---|---|---|---|---|")
     for rows in args.rows:
         path = args.dir / f"landmarks_{rows}.csv"

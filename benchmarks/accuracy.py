@@ -1,5 +1,5 @@
 """Benchmark: validation accuracy of a trained run next to the mean-shape baseline, on the run's
-own validation split (its seed and val_fraction), in original-image pixels.
+own validation split (its split_seed and val_fraction or fold), in original-image pixels.
 
     densemarks train --data ../shared/data/300w-afw-helen --out RUN --recipe fast-cpu --time-limit 30m
     python benchmarks/accuracy.py --data ../shared/data/300w-afw-helen --run RUN [--tta]
@@ -17,11 +17,11 @@ import numpy as np
 import torch
 
 from densemarks.augment import LandmarkTransform
-from densemarks.dataset import LandmarkDataset, split_indices
+from densemarks.dataset import LandmarkDataset
 from densemarks.metrics import evaluate_points
 from densemarks.predict import mean_shape_baseline
 from densemarks.train import (_training_data, eval_config, load_checkpoint, make_loader,
-                              model_from_checkpoint, predict_points)
+                              model_from_checkpoint, predict_points, validation_split)
 
 
 def main() -> None:
@@ -34,7 +34,7 @@ def main() -> None:
     model, config, _ = model_from_checkpoint(state, device)
     data = _training_data(args.data)
     scheme = data.scheme
-    train_rows, val_rows = split_indices(len(data.table), config.val_fraction, config.seed)
+    train_rows, val_rows = validation_split(len(data.table), config)
     names = data.table.file_names[val_rows]
     truth = np.asarray(data.table.points[val_rows])
     transform = LandmarkTransform(eval_config(config), scheme.flip_index)
@@ -49,7 +49,7 @@ def main() -> None:
     history = state["history"]
     print(f"run {args.run}: {config.model} ({config.weights}), input {config.augment.size}, "
           f"best epoch {state['best_epoch']} (reached after {history[-1]['seconds'] / 60:.1f} min of training); "
-          f"validation split: {len(val_rows)} of {len(data.table)} faces (seed {config.seed})")
+          f"validation split: {len(val_rows)} of {len(data.table)} faces (split seed {config.split_seed})")
     print("| predictions | NME (%) | failure rate >10% (%) | competition score (px^2) |")
     print("|---|---|---|---|")
     for label, pred in rows.items():

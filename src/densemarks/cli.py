@@ -57,6 +57,8 @@ def train(
     resume: Annotated[bool, typer.Option(help="Continue from OUT/last.pt exactly where it stopped.")] = False,
     time_limit: Annotated[Optional[str], typer.Option(help="Stop after this long, e.g. 30m; keeps the best checkpoint.")] = None,
     exclude: Annotated[Optional[Path], typer.Option(help="File of image names (one a line) to leave out of training.")] = None,
+    folds: Annotated[Optional[int], typer.Option(min=2, help="k-fold: validate on one of K folds (fixed by split_seed).")] = None,
+    fold: Annotated[Optional[int], typer.Option(min=0, help="The fold to validate on; omitted with --folds: train every fold into OUT/fold{i} and merge OUT/oof.csv.")] = None,
 ):
     """Train a model. Extra KEY=VALUE arguments override the recipe (augment.flip_p=0.5)."""
     from densemarks import config as cfg
@@ -71,15 +73,90 @@ def train(
         config = cfg.apply_overrides(stored, cfg.parse_overrides(ctx.args), "command line")
         if time_limit is not None:
             config = cfg.apply_overrides(config, {"time_limit": time_limit}, "--time-limit")
+    if fold is not None and folds is None:
+        raise DataError(None, "--fold needs --folds")
+    if folds is not None:
+        config = cfg.apply_overrides(config, {"folds": folds, "fold": fold or 0}, "--folds/--fold")
     excluded = None
     if exclude is not None:
         try:
             excluded = {line.strip() for line in exclude.read_text().splitlines() if line.strip()}
         except OSError as exc:
             raise DataError(exclude, f"cannot read: {exc.strerror}") from None
+    if folds is not None and fold is None:
+        from densemarks.kfold import train_folds
+        merged = train_folds(data, config, out, exclude=excluded)
+        console.print(f"trained {folds} folds in {out}; out-of-fold predictions in {merged}")
+        return
     result = run_training(data, config, out, resume=resume, exclude=excluded)
     console.print(f"best epoch {result.best_epoch}: validation {result.best_metric:.4f}; "
                   f"checkpoints in {out}" + (" (stopped by the time limit)" if result.stopped_by_time else ""))
+
+
+@app.command("ensemble")
+def ensemble_command(
+    predictions: Annotated[list[Path], typer.Argument(help="Prediction files of the models (same faces).")],
+    out: Annotated[Path, typer.Option(help="Averaged predictions CSV to write.")],
+    weights: Annotated[str, typer.Option(help="equal, auto (fitted on validation predictions), or w1,w2,...")] = "equal",
+    answers: Annotated[Optional[Path], typer.Option(help="auto: the truth (landmarks.csv layout, e.g. train/landmarks.csv).")] = None,
+    val: Annotated[Optional[list[Path]], typer.Option(help="auto: validation predictions of the same models, in the same order; repeat. Default: PREDICTIONS themselves.")] = None,
+    per_region: Annotated[bool, typer.Option(help="auto: fit separate weights for each region of the scheme.")] = False,
+    scheme: Annotated[Optional[Path], typer.Option(help="scheme.json for regions and NME; found beside --answers when omitted.")] = None,
+):
+    """Average several models' predictions, with given or fitted non-negative weights."""
+    from densemarks import ensemble as ens
+    from densemarks.csvio import write_landmarks
+
+    names, members = ens.load_members(predictions)
+    resolved = None
+    if weights == "auto":
+        if answers is None:
+            raise DataError(None, "--weights auto needs --answers (the truth of the validation predictions)")
+        chosen, resolved = _fit_ensemble(val or predictions, answers, scheme, per_region, len(predictions))
+    else:
+        count = len(predictions)
+        chosen = ens.EnsembleWeights(np.full(count, 1 / count) if weights == "equal" else
+                                     ens.parse_weights(weights, count), {})
+    write_landmarks(out, names, ens.combine(members, chosen, resolved))
+    for path, w in zip(predictions, chosen.weights):
+        console.print(f"  {w:.3f}  {path}")
+    for region, values in chosen.region_weights.items():
+        console.print(f"  {region}: " + ", ".join(f"{v:.3f}" for v in values))
+    console.print(f"wrote the ensemble of {len(predictions)} files ({len(names)} faces) to {out}")
+
+
+def _fit_ensemble(val: list[Path], answers: Path, scheme_file: Optional[Path], per_region: bool, count: int):
+    from densemarks import ensemble as ens
+    from densemarks.csvio import read_landmarks, rows_for
+    from densemarks.evaluate import find_scheme
+    from densemarks.metrics import evaluate_points
+
+    if len(val) != count:
+        raise DataError(None, f"--val has {len(val)} files for {count} prediction files")
+    names, members = ens.load_members(val)
+    truth_table = read_landmarks(answers)
+    if truth_table.num_points != members.shape[2]:
+        raise DataError(answers, f"{truth_table.num_points} points per face, the predictions have {members.shape[2]}")
+    truth = np.asarray(truth_table.points, dtype=np.float64)[rows_for(truth_table.file_names, names, answers, "answer", val[0])]
+    scheme = find_scheme(answers, truth.shape[1], scheme_file)
+    fitted = ens.fit_weights(members, truth, scheme, per_region)
+    for path, member in zip(val, members):
+        m = evaluate_points(member, truth, scheme)
+        console.print(f"validation {path}: score {m.competition_score:.2f}" + (f", NME {m.nme:.3f}%" if m.nme else ""))
+    m = evaluate_points(ens.combine(members, fitted, scheme), truth, scheme)
+    console.print(f"validation ensemble: score {m.competition_score:.2f}" + (f", NME {m.nme:.3f}%" if m.nme else ""))
+    return fitted, scheme
+
+
+@app.command("merge-folds")
+def merge_folds(
+    runs: Annotated[list[Path], typer.Argument(help="The run folders of every fold.")],
+    out: Annotated[Path, typer.Option(help="Out-of-fold predictions CSV to write.")],
+):
+    """Merge the folds' validation predictions into one out-of-fold file (training order)."""
+    from densemarks.kfold import merge_out_of_fold
+
+    console.print(f"wrote {merge_out_of_fold(runs, out)} out-of-fold predictions to {out}")
 
 
 @app.command()
@@ -160,6 +237,56 @@ def evaluate(
         from densemarks.fileio import atomic_path
         with atomic_path(json_out) as tmp:
             tmp.write_text(text)
+
+
+@app.command()
+def clean(
+    data: Annotated[Path, typer.Option(help="Dataset folder holding train/ (or a train folder).")],
+    out: Annotated[Path, typer.Option(help="Report folder: ranked.csv, exclude.txt, worst.png.")],
+    oof: Annotated[Optional[Path], typer.Option(help="Out-of-fold predictions of the training faces (train --folds K).")] = None,
+    top: Annotated[float, typer.Option(min=0, max=1, help="Share of faces listed in exclude.txt.")] = 0.01,
+    gallery: Annotated[int, typer.Option(min=1, help="Worst faces drawn in worst.png.")] = 24,
+):
+    """Rank training faces by likely label noise: out-of-fold error and Procrustes residual."""
+    from densemarks.dataset import open_training_data
+    from densemarks.fileio import atomic_path
+    from densemarks.noise import rank_faces, write_ranking
+    from densemarks.viz import prediction_grid
+
+    training = open_training_data(_train_dir(data))
+    ranking = rank_faces(training, oof)
+    out.mkdir(parents=True, exist_ok=True)
+    write_ranking(ranking, out / "ranked.csv")
+    count = int(round(top * len(ranking.rows)))
+    with atomic_path(out / "exclude.txt") as tmp:
+        tmp.write_text("".join(f"{n}\n" for n in ranking.file_names[:count]))
+    shown = ranking.rows[:gallery]
+    predicted = None
+    if oof is not None:
+        from densemarks.evaluate import aligned_predictions
+        predicted = aligned_predictions(oof, ranking.file_names[:gallery], training.scheme.num_points)
+    captions = [f"#{i + 1} {n[:18]} z={s:.1f}" for i, (n, s) in
+                enumerate(zip(ranking.file_names[:gallery], ranking.score[:gallery]))]
+    prediction_grid(training.images_dir, ranking.file_names[:gallery],
+                    np.asarray(training.table.points)[shown], out / "worst.png", truth=predicted,
+                    count=gallery, columns=6, captions=captions)
+    console.print(f"ranked {len(ranking.rows)} faces; top {count} in {out / 'exclude.txt'} "
+                  f"(train --exclude it); labels (green) and out-of-fold predictions (red) in {out / 'worst.png'}")
+
+
+@app.command()
+def analyze(
+    data: Annotated[Path, typer.Option(help="Dataset folder holding train/ (or a train folder).")],
+    out: Annotated[Path, typer.Option(help="Report folder to write.")],
+    sample: Annotated[int, typer.Option(min=1, help="Images whose size is read.")] = 5000,
+):
+    """Head pose (roll, yaw, pitch proxies), mean shape, point spread, sizes and outliers."""
+    from densemarks.report import write_report
+
+    facts = write_report(_train_dir(data), out, sample)
+    roll = facts["roll_deg"]
+    console.print(f"{facts['faces']} faces; roll median {roll['median']:.1f} deg (5-95%: {roll['p5']:.1f} to "
+                  f"{roll['p95']:.1f}); {facts['faces_rolled_over_15_deg']} rolled over 15 deg; report in {out}")
 
 
 def _train_dir(data: Path) -> Path:

@@ -39,7 +39,11 @@ class TrainConfig:
     batch_size: int = 32
     workers: int = 0  # loader processes; 0 loads in the training process (best on 2 cores)
     val_fraction: float = 0.15
-    seed: int = 0
+    split_seed: int = 0  # fixes the validation split (and folds) apart from the model's seed
+    folds: int = 0  # k-fold: 0 or 1 uses val_fraction; K >= 2 validates on fold `fold` of K
+    fold: int = 0
+    seed: int = 0  # weights initialisation, data order and augmentation
+    sampler: str = "uniform"  # uniform | pose_balanced (faces drawn inversely to pose frequency)
     mode: str = "full"  # full | head (backbone frozen) | staged (unfreeze stages in turn)
     stage_epochs: int = 1  # staged: epochs between unfreezing one more stage
     backbone_lr_scale: float = 1.0  # learning rate of the backbone relative to the head
@@ -94,6 +98,7 @@ CHOICES = {
     "optimizer": ("adamw", "adam", "sgd"),
     "scheduler": ("plateau", "onecycle", "cosine_restarts", "none"),
     "mode": ("full", "head", "staged"),
+    "sampler": ("uniform", "pose_balanced"),
 }
 
 

@@ -299,10 +299,10 @@ def write_landmarks(path: str | Path, file_names, points: np.ndarray, *, decimal
         values = np.round(flat, decimals).astype(np.float32)
     columns = ["file_name", *point_columns(points.shape[1])]
     arrays = [pa.array(names, pa.string())] + [pa.array(values[:, j]) for j in range(values.shape[1])]
-    _write_table(path, pa.Table.from_arrays(arrays, names=columns), delimiter="\t")
+    write_table(path, pa.Table.from_arrays(arrays, names=columns), delimiter="\t")
 
 
-def _write_table(path: str | Path, table: pa.Table, delimiter: str) -> None:
+def write_table(path: str | Path, table: pa.Table, delimiter: str) -> None:
     # The competition files are unquoted; names and index lists never hold a tab or newline.
     for name in table.column(0).to_pylist():
         if any(ch in name for ch in "\t\n\r\""):
@@ -359,5 +359,5 @@ def write_test_points(path: str | Path, test_points: RequestedPoints) -> None:
     lists = ["[" + ", ".join(str(int(i)) for i in row) + "]" for row in test_points.indices]
     table = pa.table({"file_name": [str(n) for n in test_points.file_names],
                       "point_index_list": lists})
-    _write_table(path, table, delimiter="\t")
+    write_table(path, table, delimiter="\t")
 

@@ -89,6 +89,19 @@ def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, n
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
+def fold_indices(n: int, folds: int, fold: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """k-fold split of range(n): the shuffled rows cut into `folds` near-equal parts, fixed by
+    seed; part `fold` validates. Returns (train, val); the val parts of all folds partition
+    range(n)."""
+    if folds < 2 or not 0 <= fold < folds:
+        raise DataError(None, f"fold {fold} of {folds}: need folds >= 2 and 0 <= fold < folds")
+    if n < folds:
+        raise DataError(None, f"{n} faces cannot be split into {folds} folds")
+    parts = np.array_split(np.random.default_rng(seed).permutation(n), folds)
+    val = np.sort(parts[fold])
+    return np.sort(np.concatenate([p for i, p in enumerate(parts) if i != fold])), val
+
+
 class LandmarkDataset(Dataset):
     """Items: dict(image (3, H, W) float32, points (K, 2) float32 in input pixels [with labels],
     matrix (3, 3) float64 original->input, flipped bool, original_size (2,) int64 (w, h),

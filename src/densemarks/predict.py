@@ -9,7 +9,7 @@ import pyarrow as pa
 
 from densemarks import geometry
 from densemarks.augment import LandmarkTransform, to_original
-from densemarks.csvio import (RequestedPoints, _write_table, read_landmarks, read_test_points,
+from densemarks.csvio import (RequestedPoints, write_table, read_landmarks, read_test_points,
                               rows_for)
 from densemarks.dataset import LandmarkDataset, list_test_images
 from densemarks.errors import DataError
@@ -72,7 +72,7 @@ def submission_table(predictions_csv: str | Path, test_points_csv: str | Path) -
 def write_submission(predictions_csv: str | Path, test_points_csv: str | Path, out: str | Path) -> int:
     table = submission_table(predictions_csv, test_points_csv)
     check_submission_table(table, read_test_points(test_points_csv, 1 << 30))
-    _write_table(out, table, delimiter=",")
+    write_table(out, table, delimiter=",")
     return table.num_rows
 
 

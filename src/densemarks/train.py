@@ -24,7 +24,9 @@ from tqdm import tqdm
 from densemarks import config as cfg
 from densemarks.augment import AugmentConfig, LandmarkTransform, normalize_batch, to_original
 from densemarks.config import TrainConfig
-from densemarks.dataset import LandmarkDataset, TrainingData, open_training_data, split_indices
+from densemarks.csvio import write_landmarks
+from densemarks.dataset import (LandmarkDataset, TrainingData, fold_indices, open_training_data,
+                                split_indices)
 from densemarks.errors import DataError
 from densemarks.fileio import atomic_path
 from densemarks.losses import get_loss
@@ -56,14 +58,29 @@ def pick_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def validation_split(n: int, config: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(train rows, validation rows): fold `fold` of `folds` when folds >= 2, else a shuffled
+    val_fraction; both fixed by split_seed, so runs with other seeds share the split."""
+    if config.folds >= 2:
+        return fold_indices(n, config.folds, config.fold, config.split_seed)
+    return split_indices(n, config.val_fraction, config.split_seed)
+
+
 def make_loader(dataset: LandmarkDataset, batch_size: int, workers: int, shuffle: bool,
-                seed: int, epoch: int, device: torch.device) -> DataLoader:
-    """Batches of the dataset in a reproducible order. workers = 0 loads in this process,
-    which is fastest when the model already keeps every core busy (a 2-core CPU: a loader
-    process or thread beside it only oversubscribes the cores, measured in BENCHMARKS.md)."""
+                seed: int, epoch: int, device: torch.device,
+                weights: np.ndarray | None = None) -> DataLoader:
+    """Batches of the dataset in a reproducible order (or, given per-item weights, drawn with
+    replacement in proportion to them). workers = 0 loads in this process, which is fastest
+    when the model already keeps every core busy (a 2-core CPU: a loader process or thread
+    beside it only oversubscribes the cores, measured in BENCHMARKS.md)."""
     dataset.set_epoch(epoch)
     generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
+    sampler = None
+    if weights is not None:
+        sampler = torch.utils.data.WeightedRandomSampler(torch.as_tensor(weights, dtype=torch.float64),
+                                                         len(dataset), replacement=True, generator=generator)
+        shuffle = False
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator, sampler=sampler,
                       num_workers=workers, pin_memory=device.type == "cuda",
                       worker_init_fn=_worker_init if workers else None, drop_last=False,
                       persistent_workers=False)
@@ -208,10 +225,15 @@ def train(data_dir: str | Path, config: TrainConfig, out: str | Path, *, resume:
         torch.set_num_threads(config.threads)
     device = pick_device()
     data = _training_data(data_dir)
-    train_rows, val_rows = split_indices(len(data.table), config.val_fraction, config.seed)
+    train_rows, val_rows = validation_split(len(data.table), config)
     if exclude:
         train_rows = np.asarray([r for r in train_rows if data.table.file_names[r] not in exclude])
     scheme = data.scheme
+    sample_weights = None
+    if config.sampler == "pose_balanced":
+        from densemarks.shapes import estimate_pose, pose_balanced_weights
+        pose = estimate_pose(np.asarray(data.table.points[train_rows]), scheme.flip_index)
+        sample_weights = pose_balanced_weights(pose.yaw, pose.pitch)
     train_set = LandmarkDataset(data.images_dir, data.table.file_names[train_rows],
                                 data.table.points[train_rows],
                                 LandmarkTransform(config.augment, scheme.flip_index, train=True), config.seed)
@@ -254,7 +276,8 @@ def train(data_dir: str | Path, config: TrainConfig, out: str | Path, *, resume:
         set_trainable(model, config, epoch)
         model.train()
         set_trainable(model, config, epoch)  # train() resets BatchNorm modes; freeze again
-        loader = make_loader(train_set, config.batch_size, config.workers, True, config.seed, epoch, device)
+        loader = make_loader(train_set, config.batch_size, config.workers, True, config.seed, epoch, device,
+                             sample_weights)
         epoch_start, losses, seen = time.monotonic(), [], 0
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False, unit="batch", disable=quiet)
         for batch in bar:
@@ -304,10 +327,14 @@ def train(data_dir: str | Path, config: TrainConfig, out: str | Path, *, resume:
                      scheduler=scheduler.state_dict() if scheduler is not None else {},
                      epoch=epoch, config=cfg.to_dict(config), scheme=scheme.to_dict(),
                      history=history, rng=_rng_state(),
+                     split={"folds": config.folds, "fold": config.fold, "split_seed": config.split_seed,
+                            "val_rows": val_rows.tolist(), "faces": len(data.table)},
                      metrics=metrics.to_dict() if metrics else {})
         if value is not None and value < best_metric:
             best_metric, best_epoch = value, epoch + 1
             save_checkpoint(out / "best.pt", **state, best_metric=best_metric, best_epoch=best_epoch)
+            # The best model's validation (out-of-fold) predictions, for ensembles and `clean`.
+            write_landmarks(out / "val_predictions.csv", val_set.file_names, pred)
         save_checkpoint(out / "last.pt", **state, best_metric=best_metric, best_epoch=best_epoch)
         log.epoch(row)  # after the checkpoint: a logged epoch is always a resumable one
         if stopped_by_time:

@@ -24,8 +24,10 @@ def draw_points(pixels: np.ndarray, points: np.ndarray, colour=(0, 255, 0), trut
 
 
 def prediction_grid(images_dir: Path, names, points: np.ndarray, out: Path, truth: np.ndarray | None = None,
-                    columns: int = 4, count: int = 12, tile: tuple[int, int] = (240, 300)) -> None:
-    """Save a PNG grid of the first `count` faces with their predicted points."""
+                    columns: int = 4, count: int = 12, tile: tuple[int, int] = (240, 300),
+                    captions: list[str] | None = None) -> None:
+    """Save a PNG grid of the first `count` faces with their points (green) and, if given, a
+    second set beneath (red: the truth, or a model's prediction), each tile captioned."""
     tiles = []
     for i, name in enumerate(list(names)[:count]):
         image = load_image(images_dir / name).pixels
@@ -35,6 +37,9 @@ def prediction_grid(images_dir: Path, names, points: np.ndarray, out: Path, trut
         resized = cv2.resize(drawn, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
         canvas = np.zeros((tile[1], tile[0], 3), np.uint8)
         canvas[: resized.shape[0], : resized.shape[1]] = resized
+        if captions is not None:
+            cv2.putText(canvas, captions[i], (4, tile[1] - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
+                        (255, 255, 0), 1, cv2.LINE_AA)
         tiles.append(canvas)
     while len(tiles) % columns:
         tiles.append(np.zeros_like(tiles[0]))

@@ -1,0 +1,98 @@
+"""Ensembles of prediction files: a weighted average of the points, with weights given or
+fitted on validation predictions (non-negative, summing to one; optionally per region).
+
+Fitting minimises the coordinate MSE (the competition score) of the weighted average:
+w^T G w with G the Gram matrix of the members' errors, a small quadratic programme solved
+with scipy's SLSQP on the simplex.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy.optimize import minimize
+
+from densemarks.csvio import read_landmarks, rows_for
+from densemarks.errors import DataError
+from densemarks.scheme import LandmarkScheme
+
+
+@dataclass(frozen=True)
+class EnsembleWeights:
+    """weights (M,) for every point, and optionally (M,) per region name (overriding them on
+    the region's points)."""
+
+    weights: np.ndarray
+    region_weights: dict[str, np.ndarray]
+
+    def per_point(self, num_points: int, scheme: LandmarkScheme | None) -> np.ndarray:
+        """(M, K) weight of each member at each point."""
+        out = np.repeat(self.weights[:, None], num_points, axis=1)
+        for region in (scheme.regions if scheme else ()):
+            if region.name in self.region_weights:
+                out[:, region.start:region.stop] = self.region_weights[region.name][:, None]
+        return out
+
+
+def load_members(paths: list[Path]) -> tuple[np.ndarray, np.ndarray]:
+    """(file names in the first file's order, points (M, N, K, 2)). Every file must cover
+    exactly the same faces with the same number of points."""
+    if not paths:
+        raise DataError(None, "no prediction files given")
+    first = read_landmarks(paths[0], cache=False)
+    names = first.file_names
+    members = [np.asarray(first.points, dtype=np.float64)]
+    for path in paths[1:]:
+        table = read_landmarks(path, cache=False)
+        if table.num_points != first.num_points:
+            raise DataError(path, f"{table.num_points} points per face, {paths[0]} has {first.num_points}")
+        if len(table) != len(names):
+            raise DataError(path, f"{len(table)} faces, {paths[0]} has {len(names)}: files must cover the same faces")
+        rows = rows_for(table.file_names, names, path, "prediction", requested_in=paths[0])
+        members.append(np.asarray(table.points, dtype=np.float64)[rows])
+    return names, np.stack(members)
+
+
+def parse_weights(text: str, count: int) -> np.ndarray:
+    """'1,0,2' -> normalised weights; they must be non-negative, one per file, not all zero."""
+    try:
+        values = np.asarray([float(v) for v in text.split(",")])
+    except ValueError:
+        raise DataError(None, f"--weights {text!r}: give auto or comma-separated numbers") from None
+    if len(values) != count:
+        raise DataError(None, f"--weights has {len(values)} values for {count} prediction files")
+    if (values < 0).any() or not np.isfinite(values).all() or values.sum() <= 0:
+        raise DataError(None, f"--weights {text!r}: need non-negative numbers, not all zero")
+    return values / values.sum()
+
+
+def fit_simplex_weights(members: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Weights w >= 0, sum 1, minimising the MSE of sum_m w_m members[m] against truth.
+    members (M, N, ..., 2), truth (N, ..., 2)."""
+    errors = (members - truth[None]).reshape(len(members), -1)
+    gram = errors @ errors.T / errors.shape[1]
+    m = len(members)
+    result = minimize(lambda w: w @ gram @ w, np.full(m, 1 / m), jac=lambda w: 2 * gram @ w,
+                      bounds=[(0, 1)] * m, constraints=({"type": "eq", "fun": lambda w: w.sum() - 1},),
+                      method="SLSQP", options={"ftol": 1e-12, "maxiter": 200})
+    w = np.clip(result.x, 0, None)
+    return w / w.sum()
+
+
+def fit_weights(members: np.ndarray, truth: np.ndarray, scheme: LandmarkScheme | None = None,
+                per_region: bool = False) -> EnsembleWeights:
+    weights = fit_simplex_weights(members, truth)
+    regions = {}
+    if per_region and scheme is not None:
+        for region in scheme.regions:
+            regions[region.name] = fit_simplex_weights(members[:, :, region.start:region.stop],
+                                                       truth[:, region.start:region.stop])
+    return EnsembleWeights(weights, regions)
+
+
+def combine(members: np.ndarray, weights: EnsembleWeights, scheme: LandmarkScheme | None = None) -> np.ndarray:
+    """The weighted average (N, K, 2) of members (M, N, K, 2)."""
+    per_point = weights.per_point(members.shape[2], scheme)  # (M, K)
+    return np.einsum("mnkc,mk->nkc", members, per_point).astype(np.float32)

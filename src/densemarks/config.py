@@ -24,6 +24,13 @@ class TrainConfig:
     """Everything a run needs besides the data. Stored resolved in every checkpoint."""
 
     model: str = "resnet50"  # torchvision name, or any timm model name
+    head: str = "regression"  # regression (2K numbers) | heatmap (K maps at 1/4 of the input)
+    heatmap_sigma: float = 1.5  # heatmap: target Gaussian's sigma, in map pixels
+    heatmap_loss: str = "both"  # heatmap: maps (adaptive wing) | coords (L1, soft-argmax) | both
+    coord_weight: float = 0.1  # heatmap_loss=both: weight of the coordinate L1 (input pixels)
+    heatmap_decode: str = "argmax"  # heatmap: argmax (refined) | integral (soft-argmax)
+    decoder_channels: int = 64  # heatmap: width of the U-Net decoder
+    heatmap_points_per_step: int = 64  # heatmap: points whose maps each training step computes (0 = all)
     weights: str = "default"  # none | default | a torchvision weights name (IMAGENET1K_V1, ...)
     augment: AugmentConfig = field(default_factory=AugmentConfig)  # for training
     loss: str = "l1"  # mse | l1 | smooth_l1 | wing | adaptive_wing
@@ -99,6 +106,9 @@ CHOICES = {
     "scheduler": ("plateau", "onecycle", "cosine_restarts", "none"),
     "mode": ("full", "head", "staged"),
     "sampler": ("uniform", "pose_balanced"),
+    "head": ("regression", "heatmap"),
+    "heatmap_loss": ("maps", "coords", "both"),
+    "heatmap_decode": ("argmax", "integral"),
 }
 
 

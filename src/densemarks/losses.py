@@ -19,16 +19,22 @@ def wing(pred: torch.Tensor, target: torch.Tensor, width: float = 10.0, curvatur
     return torch.where(x < width, width * torch.log1p(x / curvature), x - c).mean()
 
 
-def adaptive_wing(pred: torch.Tensor, target: torch.Tensor, omega: float = 14.0, theta: float = 0.5,
-                  epsilon: float = 1.0, alpha: float = 2.1) -> torch.Tensor:
-    """Adaptive wing. On heatmaps `target` holds the target intensities y in [0, 1], which
-    adapt the exponent alpha - y. Used on coordinates (`coordinate_adaptive_wing`), y = 0."""
+def adaptive_wing_elementwise(pred: torch.Tensor, target: torch.Tensor, omega: float = 14.0,
+                              theta: float = 0.5, epsilon: float = 1.0, alpha: float = 2.1) -> torch.Tensor:
+    """Adaptive wing per element. On heatmaps `target` holds the target intensities y in
+    [0, 1], which adapt the exponent alpha - y. On coordinates (`coordinate_adaptive_wing`) y = 0."""
     y = target
     x = (pred - target).abs()
     power = alpha - y
-    a = omega * (1 / (1 + (theta / epsilon) ** power)) * power * ((theta / epsilon) ** (power - 1)) / epsilon
-    c = theta * a - omega * torch.log1p((theta / epsilon) ** power)
-    return torch.where(x < theta, omega * torch.log1p((x / epsilon) ** power), a * x - c).mean()
+    ratio = theta / epsilon
+    a = omega * (1 / (1 + ratio ** power)) * power * (ratio ** (power - 1)) / epsilon
+    c = theta * a - omega * torch.log1p(ratio ** power)
+    return torch.where(x < theta, omega * torch.log1p((x / epsilon) ** power), a * x - c)
+
+
+def adaptive_wing(pred: torch.Tensor, target: torch.Tensor, omega: float = 14.0, theta: float = 0.5,
+                  epsilon: float = 1.0, alpha: float = 2.1) -> torch.Tensor:
+    return adaptive_wing_elementwise(pred, target, omega, theta, epsilon, alpha).mean()
 
 
 def coordinate_adaptive_wing(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

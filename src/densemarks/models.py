@@ -65,7 +65,7 @@ def _torchvision_weights(name: str, weights: str):
     return chosen
 
 
-def _timm_model(name: str, num_outputs: int, weights: str) -> nn.Module:
+def _require_timm_name(name: str) -> None:
     import timm
 
     if not timm.list_models(name) and not timm.is_model(name):
@@ -73,6 +73,12 @@ def _timm_model(name: str, num_outputs: int, weights: str) -> nn.Module:
         close = difflib.get_close_matches(name, known, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise ModelError(f"unknown model {name!r}{hint}")
+
+
+def _timm_model(name: str, num_outputs: int, weights: str) -> nn.Module:
+    import timm
+
+    _require_timm_name(name)
     pretrained = weights.lower() != "none"
     try:
         return timm.create_model(name, pretrained=pretrained, num_classes=num_outputs)
@@ -102,10 +108,11 @@ def head_and_backbone(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Par
     return list(last.parameters()), [p for p in model.parameters() if id(p) not in head_ids]
 
 
-def backbone_stages(model: nn.Module, count: int = 5) -> list[list[nn.Parameter]]:
+def backbone_stages(model: nn.Module, count: int = 5, has_head: bool = True) -> list[list[nn.Parameter]]:
     """The backbone in `count` groups from input to output, for staged unfreezing: ResNets'
-    stem and layer1..layer4; other networks' blocks split into equal runs."""
-    _, backbone = head_and_backbone(model)
+    stem and layer1..layer4; other networks' blocks split into equal runs. has_head: the
+    model ends in a Linear head, which is left out."""
+    backbone = head_and_backbone(model)[1] if has_head else list(model.parameters())
     if all(hasattr(model, f"layer{i}") for i in range(1, 5)):
         layers = [getattr(model, f"layer{i}") for i in range(1, 5)]
         in_layers = {id(p) for layer in layers for p in layer.parameters()}
@@ -114,6 +121,8 @@ def backbone_stages(model: nn.Module, count: int = 5) -> list[list[nn.Parameter]
     blocks: list[nn.Module] = []
     for child in model.children():
         blocks.extend(child.children() if isinstance(child, nn.Sequential) else [child])
+    if len(blocks) == 1:  # a wrapper (feature extractor): split what it wraps
+        return backbone_stages(blocks[0], count, has_head)
     keep = {id(p) for p in backbone}
     groups = [[p for p in b.parameters() if id(p) in keep] for b in blocks]
     groups = [g for g in groups if g]
@@ -153,6 +162,92 @@ class LandmarkRegressor(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.backbone(images).view(-1, self.num_points, 2)
 
+    def head_parameters(self) -> list[nn.Parameter]:
+        return head_and_backbone(self.backbone)[0]
 
-def create_model(name: str, num_points: int, weights: str = "default") -> LandmarkRegressor:
-    return LandmarkRegressor(create_backbone(name, 2 * num_points, weights), num_points)
+    def stages(self) -> list[list[nn.Parameter]]:
+        return backbone_stages(self.backbone)
+
+
+FEATURE_STRIDES = (4, 8, 16, 32)
+
+
+def create_feature_backbone(name: str, weights: str = "default") -> tuple[nn.Module, list[int]]:
+    """A backbone returning its feature maps at strides 4, 8, 16 and 32 (a list), and their
+    channel counts. timm models through `features_only`; torchvision models through
+    `create_feature_extractor` at the last module of each stride (found by one dry run)."""
+    if name not in torchvision_names():
+        import timm
+
+        _require_timm_name(name)
+        probe = timm.create_model(name, features_only=True, pretrained=False)
+        levels = [i for i, r in enumerate(probe.feature_info.reduction()) if r in FEATURE_STRIDES]
+        try:
+            model = timm.create_model(name, features_only=True, out_indices=levels,
+                                      pretrained=weights.lower() != "none")
+        except Exception as exc:
+            raise ModelError(f"pretrained weights for timm model {name} are not cached and could not "
+                             f"be downloaded ({type(exc).__name__}); fill the Hugging Face cache "
+                             f"(HF_HOME) with them, or train with weights=none") from None
+        return model, list(model.feature_info.channels())
+    from torchvision.models.feature_extraction import create_feature_extractor
+
+    model = torchvision.models.get_model(name, weights=_torchvision_weights(name, weights))
+    nodes = _last_module_per_stride(model)
+    extractor = create_feature_extractor(model, return_nodes={n: str(i) for i, n in enumerate(nodes.values())})
+    return _AsList(extractor), _channels(extractor)
+
+
+def _last_module_per_stride(model: nn.Module, size: int = 128) -> dict[int, str]:
+    """Name of the last module (two levels deep at most) whose output has each stride."""
+    found: dict[int, str] = {}
+    hooks = []
+    for module_name, module in model.named_modules():
+        if not module_name or module_name.count(".") > 1:
+            continue
+
+        def hook(_, __, output, module_name=module_name):
+            if isinstance(output, torch.Tensor) and output.dim() == 4 and output.shape[-1] > 0:
+                stride = size // output.shape[-1]
+                if stride in FEATURE_STRIDES and size % output.shape[-1] == 0:
+                    found[stride] = module_name
+        hooks.append(module.register_forward_hook(hook))
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, 3, size, size))
+    finally:
+        for h in hooks:
+            h.remove()
+    missing = [s for s in FEATURE_STRIDES if s not in found]
+    if missing:
+        raise ModelError(f"{type(model).__name__} has no feature maps at strides {missing}; "
+                         "a heatmap head needs strides 4, 8, 16 and 32")
+    # A parent module runs its hook after its children: keep each stride's outermost last module.
+    return {s: found[s] for s in FEATURE_STRIDES}
+
+
+class _AsList(nn.Module):
+    def __init__(self, extractor: nn.Module):
+        super().__init__()
+        self.extractor = extractor
+
+    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+        return list(self.extractor(images).values())
+
+
+def _channels(extractor: nn.Module) -> list[int]:
+    with torch.no_grad():
+        return [f.shape[1] for f in extractor.eval()(torch.zeros(1, 3, 64, 64)).values()]
+
+
+def create_model(name: str, num_points: int, weights: str = "default", head: str = "regression",
+                 decoder_channels: int = 64) -> nn.Module:
+    """A landmark model: head "regression" (LandmarkRegressor, 2K numbers) or "heatmap"
+    (LandmarkHeatmapModel, K maps at 1/4 of the input)."""
+    if head == "regression":
+        return LandmarkRegressor(create_backbone(name, 2 * num_points, weights), num_points)
+    if head == "heatmap":
+        from densemarks.heatmap import LandmarkHeatmapModel
+        features, channels = create_feature_backbone(name, weights)
+        return LandmarkHeatmapModel(features, channels, num_points, decoder_channels)
+    raise ModelError(f"unknown head {head!r}; choose regression or heatmap")

@@ -29,10 +29,9 @@ from densemarks.dataset import (LandmarkDataset, TrainingData, fold_indices, ope
                                 split_indices)
 from densemarks.errors import DataError
 from densemarks.fileio import atomic_path
-from densemarks.losses import get_loss
+from densemarks.heads import make_head
 from densemarks.metrics import Metrics, evaluate_points
-from densemarks.models import (LandmarkRegressor, RegressionCodec, backbone_stages, create_model,
-                               head_and_backbone)
+from densemarks.models import create_model
 from densemarks.scheme import LandmarkScheme
 
 CHECKPOINT_FORMAT = 1
@@ -92,12 +91,11 @@ def _worker_init(_: int) -> None:
     cv2.setNumThreads(1)
 
 
-def build_optimizer(model: LandmarkRegressor, config: TrainConfig) -> torch.optim.Optimizer:
+def build_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     """Parameter groups: the head at lr; backbone stage i of n (0 nearest the input) at
     lr * backbone_lr_scale * stage_lr_decay ** (n - 1 - i): per-stage learning rates."""
-    head, _ = head_and_backbone(model.backbone)
-    groups = [{"params": head, "lr": config.lr, "name": "head"}]
-    stages = backbone_stages(model.backbone)
+    groups = [{"params": model.head_parameters(), "lr": config.lr, "name": "head"}]
+    stages = model.stages()
     for i, stage in enumerate(stages):
         lr = config.lr * config.backbone_lr_scale * config.stage_lr_decay ** (len(stages) - 1 - i)
         groups.append({"params": stage, "lr": lr, "name": f"stage{i}"})
@@ -130,10 +128,10 @@ def build_scheduler(optimizer, config: TrainConfig, steps_per_epoch: int):
     raise DataError(None, f"unknown scheduler {kind!r}; choose plateau, onecycle, cosine_restarts or none")
 
 
-def set_trainable(model: LandmarkRegressor, config: TrainConfig, epoch: int) -> None:
+def set_trainable(model: torch.nn.Module, config: TrainConfig, epoch: int) -> None:
     """full: everything; head: only the head; staged: the head, then one more backbone stage
     (from the top) every stage_epochs epochs. Frozen stages also keep their BatchNorm stats."""
-    stages = backbone_stages(model.backbone)
+    stages = model.stages()
     if config.mode == "full":
         unfrozen = len(stages)
     elif config.mode == "head":
@@ -152,12 +150,11 @@ def set_trainable(model: LandmarkRegressor, config: TrainConfig, epoch: int) -> 
             module.eval()
 
 
-def predict_points(model: LandmarkRegressor, loader: DataLoader, config: TrainConfig,
+def predict_points(model: torch.nn.Module, loader: DataLoader, config: TrainConfig,
                    scheme: LandmarkScheme, device: torch.device, flip_tta: bool = False,
                    desc: str = "predict") -> np.ndarray:
     """Points (N, K, 2) in original-image pixels for every item of the loader, in order."""
-    h, w = config.augment.size
-    codec = RegressionCodec(h, w)
+    head = make_head(config)
     flip_index = torch.as_tensor(scheme.flip_index, device=device)
     model.eval()
     out = []
@@ -166,14 +163,19 @@ def predict_points(model: LandmarkRegressor, loader: DataLoader, config: TrainCo
             images = normalize_batch(batch["image"].to(device, non_blocking=True), config.augment.normalize)
             if config.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
-            points = codec.decode(model(images).float())
+            output = model(images)
             if flip_tta:
-                mirrored = codec.decode(model(images.flip(-1)).float())
-                mirrored[..., 0] = (w - 1) - mirrored[..., 0]
-                points = (points + mirrored[:, flip_index]) / 2
+                points = head.decode_flip(output, model(images.flip(-1)), flip_index)
+            else:
+                points = head.decode(output)
             out.append(to_original(points.cpu().numpy(), batch["matrix"].numpy(),
                                    batch["flipped"].numpy(), scheme.flip_index))
     return np.concatenate(out).astype(np.float32)
+
+
+def build_model(config: TrainConfig, num_points: int, weights: str) -> torch.nn.Module:
+    return create_model(config.model, num_points, weights, head=config.head,
+                        decoder_channels=config.decoder_channels)
 
 
 def save_checkpoint(path: Path, **state) -> None:
@@ -195,10 +197,10 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> dic
     return state
 
 
-def model_from_checkpoint(state: dict, device: torch.device) -> tuple[LandmarkRegressor, TrainConfig, LandmarkScheme]:
+def model_from_checkpoint(state: dict, device: torch.device) -> tuple[torch.nn.Module, TrainConfig, LandmarkScheme]:
     config = cfg.from_dict(state["config"])
     scheme = LandmarkScheme.from_dict(state["scheme"])
-    model = create_model(config.model, scheme.num_points, weights="none")
+    model = build_model(config, scheme.num_points, weights="none")
     model.load_state_dict(state["model"])
     return model.to(device), config, scheme
 
@@ -241,7 +243,7 @@ def train(data_dir: str | Path, config: TrainConfig, out: str | Path, *, resume:
                               LandmarkTransform(eval_config(config), scheme.flip_index), config.seed)
     val_truth = np.asarray(data.table.points[val_rows], dtype=np.float64)
 
-    model = create_model(config.model, scheme.num_points, config.weights).to(device)
+    model = build_model(config, scheme.num_points, config.weights).to(device)
     use_cuda = device.type == "cuda"
     if config.channels_last:  # faster convolutions on GPUs and, with oneDNN, on CPUs too
         model = model.to(memory_format=torch.channels_last)
@@ -250,10 +252,7 @@ def train(data_dir: str | Path, config: TrainConfig, out: str | Path, *, resume:
     scheduler, schedule_when = build_scheduler(optimizer, config, steps_per_epoch)
     amp_dtype = torch.bfloat16 if use_cuda and torch.cuda.is_bf16_supported() else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=use_cuda and config.amp and amp_dtype == torch.float16)
-    loss_fn = get_loss(config.loss)
-    h, w = config.augment.size
-    codec = RegressionCodec(h, w)
-    pixel_scale = torch.tensor([w / 2, h / 2], device=device)
+    head = make_head(config)
 
     start_epoch, best_metric, best_epoch, history = 0, math.inf, -1, []
     if resume:
@@ -287,11 +286,8 @@ def train(data_dir: str | Path, config: TrainConfig, out: str | Path, *, resume:
             # Normalised straight into a reused buffer in the model's memory format: no
             # allocation per batch (costly on CPU) and no separate layout conversion.
             images = normalize_batch(images, config.augment.normalize, out=input_buffer[: len(images)])
-            target = codec.encode(batch["points"].to(device, non_blocking=True))
             with torch.autocast(device.type, dtype=amp_dtype, enabled=use_cuda and config.amp):
-                output = model(images)
-            # Losses see errors in network-input pixels, the unit wing losses are defined in.
-            loss = loss_fn(output.float() * pixel_scale, target * pixel_scale)
+                loss = head.train_loss(model, images, batch["points"].to(device, non_blocking=True))
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             if config.grad_clip > 0:

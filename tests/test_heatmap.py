@@ -1,0 +1,111 @@
+"""The heatmap codec (encode then decode returns the points), flip TTA on maps, the model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from densemarks.config import load_recipe, apply_overrides
+from densemarks.heads import HeatmapHead, RegressionHead
+from densemarks.heatmap import HeatmapCodec
+from densemarks.models import create_model
+
+# Map coordinates (32 x 32 maps of a 128 px input): interior, on and next to every border.
+INSIDE = [[15.37, 16.81], [0.0, 0.0], [0.3, 5.2], [31.0, 31.0], [30.6, 0.2], [1.0, 2.5], [8.5, 30.75],
+          [0.05, 31.0], [20.2, 0.6]]
+OUTSIDE = [[-0.4, 10.0], [31.4, -0.45]]  # beyond the outer pixel centres, inside the image
+
+
+def _round_trip(codec: HeatmapCodec, coords, method: str) -> torch.Tensor:
+    u = torch.tensor(coords)[None]
+    decoded, score = codec.decode(codec.encode(codec.from_map(u)), method)
+    assert score.shape == u.shape[:2]
+    return (codec.to_map(decoded) - u).abs().amax(-1)
+
+
+@pytest.mark.parametrize("sigma", [1.0, 1.5, 2.5])
+def test_argmax_round_trip_is_exact_everywhere(sigma):
+    codec = HeatmapCodec(128, 128, sigma=sigma)
+    assert _round_trip(codec, INSIDE + OUTSIDE, "argmax").max() < 1e-3
+
+
+def test_integral_round_trip_within_a_quarter_pixel():
+    codec = HeatmapCodec(128, 128)
+    assert _round_trip(codec, INSIDE, "integral").max() < 0.25
+    # An expectation over the map cannot leave its pixel centres: points beyond them come back
+    # on the outermost centre.
+    assert _round_trip(codec, OUTSIDE, "integral").max() < 0.5
+
+
+def test_round_trip_on_rectangular_input_in_input_pixels():
+    codec = HeatmapCodec(96, 64)
+    points = torch.tensor([[[0.0, 0.0], [63.0, 95.0], [31.7, 50.2], [2.2, 93.9]]])
+    decoded, _ = codec.decode(codec.encode(points), "argmax")
+    torch.testing.assert_close(decoded, points, atol=4e-3, rtol=0)  # 1e-3 map px, stride 4
+
+
+def test_encode_is_batched_and_peaks_at_one():
+    codec = HeatmapCodec(64, 64)
+    points = torch.rand(3, 7, 2) * 60
+    maps = codec.encode(points)
+    assert maps.shape == (3, 7, 16, 16)
+    assert float(maps.max()) <= 1.0 and float(maps.amax(dim=(2, 3)).min()) > 0.7
+
+
+def _config(**overrides):
+    return apply_overrides(load_recipe("fast-cpu"), {"augment.size": [64, 64], **overrides}, "test")
+
+
+def test_flip_tta_on_maps_equals_points_mirrored():
+    """Maps of a face and of its mirror image (mirrored maps, renamed points): flip TTA gives
+    the face's points."""
+    head = HeatmapHead(_config(head="heatmap"))
+    codec = head.codec
+    points = torch.tensor([[[10.0, 20.0], [50.3, 22.1], [31.5, 40.0]]])
+    flip_index = torch.tensor([1, 0, 2])
+    mirrored_points = points[:, flip_index].clone()
+    mirrored_points[..., 0] = 63 - mirrored_points[..., 0]
+    merged = head.decode_flip(codec.encode(points), codec.encode(mirrored_points), flip_index)
+    torch.testing.assert_close(merged, points, atol=5e-3, rtol=0)
+
+
+def test_regression_flip_tta_agrees():
+    head = RegressionHead(_config())
+    points = torch.tensor([[[10.0, 20.0], [50.3, 22.1], [31.5, 40.0]]])
+    flip_index = torch.tensor([1, 0, 2])
+    mirrored = points[:, flip_index].clone()
+    mirrored[..., 0] = 63 - mirrored[..., 0]
+    merged = head.decode_flip(head.codec.encode(points), head.codec.encode(mirrored), flip_index)
+    torch.testing.assert_close(merged, points, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("loss", ["maps", "coords", "both"])
+def test_heatmap_loss_is_zero_at_the_target_and_has_gradients(loss):
+    head = HeatmapHead(_config(head="heatmap", heatmap_loss=loss))
+    points = torch.rand(2, 5, 2) * 60 + 2
+    maps = head.codec.encode(points).requires_grad_(True)
+    value = head.loss(maps, points)
+    if loss == "maps":
+        assert float(value.detach()) < 1e-6
+    value_off = head.loss(maps + 0.3 * torch.randn_like(maps), points)
+    assert float(value_off.detach()) > float(value.detach())
+    value_off.backward()
+    assert maps.grad is not None and torch.isfinite(maps.grad).all()
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v2", "resnet18", "mobilenetv3_small_100"])
+def test_heatmap_model_from_torchvision_and_timm(name):
+    model = create_model(name, 11, weights="none", head="heatmap").eval()
+    with torch.no_grad():
+        maps = model(torch.zeros(2, 3, 96, 64))
+    assert maps.shape == (2, 11, 24, 16)
+    head_ids = {id(p) for p in model.head_parameters()}
+    stage_ids = {id(p) for stage in model.stages() for p in stage}
+    assert head_ids.isdisjoint(stage_ids)
+    assert head_ids | stage_ids == {id(p) for p in model.parameters()}
+
+
+def test_heatmap_codec_rejects_size_not_multiple_of_stride():
+    with pytest.raises(ValueError, match="multiple"):
+        HeatmapCodec(130, 128)

@@ -89,8 +89,9 @@ def train(
         console.print(f"trained {folds} folds in {out}; out-of-fold predictions in {merged}")
         return
     result = run_training(data, config, out, resume=resume, exclude=excluded)
-    console.print(f"best epoch {result.best_epoch}: validation {result.best_metric:.4f}; "
-                  f"checkpoints in {out}" + (" (stopped by the time limit)" if result.stopped_by_time else ""))
+    if _main_process():
+        console.print(f"best epoch {result.best_epoch}: validation {result.best_metric:.4f}; "
+                      f"checkpoints in {out}" + (" (stopped by the time limit)" if result.stopped_by_time else ""))
 
 
 @app.command("ensemble")
@@ -180,6 +181,8 @@ def predict(
     else:
         from densemarks.predict import predict_folder
         names, points = predict_folder(checkpoint, data, flip_tta=tta == "flip", batch_size=batch_size, workers=workers)
+    if not _main_process():
+        return
     write_landmarks(out, names, points)
     if draw is not None:
         from densemarks.viz import prediction_grid
@@ -289,6 +292,12 @@ def analyze(
                   f"{roll['p95']:.1f}); {facts['faces_rolled_over_15_deg']} rolled over 15 deg; report in {out}")
 
 
+def _main_process() -> bool:
+    """False in the other ranks of a torchrun job: only rank 0 writes and reports."""
+    import os
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def _train_dir(data: Path) -> Path:
     return data / "train" if (data / "train" / "landmarks.csv").is_file() else data
 
@@ -302,3 +311,6 @@ def main() -> None:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+    finally:
+        if "densemarks.distributed" in sys.modules:  # leave a torchrun process group cleanly
+            sys.modules["densemarks.distributed"].shutdown()

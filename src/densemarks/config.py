@@ -58,6 +58,8 @@ class TrainConfig:
     grad_clip: float = 0.0  # max gradient norm; 0 disables
     amp: bool = True  # mixed precision (bf16 where supported) on CUDA; ignored on CPU
     channels_last: bool = True  # memory format of model and batches (faster on CPU and GPU)
+    compile: bool = False  # torch.compile the model for training (worth it on GPUs, long runs)
+    record_samples: bool = False  # write RUN/samples/rank{r}.txt: faces each rank trained on
     time_limit: str = ""  # e.g. "30m", "2h", "90s": stop when spent, keep best checkpoint
     threads: int = 0  # torch CPU threads for the training process; 0 leaves the default
     flip_tta: bool = False  # validate with flip test-time augmentation

@@ -122,11 +122,13 @@ class LandmarkDataset(Dataset):
     def __len__(self) -> int:
         return len(self.file_names)
 
-    def __getitem__(self, index: int) -> dict:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict:
+        """key: an index (augmented as of `set_epoch`), or (epoch, index) as `EpochSampler` gives."""
+        epoch, index = key if isinstance(key, tuple) else (self.epoch, key)
         name = str(self.file_names[index])
         image = load_image(self.images_dir / name, min_size=self.transform.min_decode_size())
         points = None if self.points is None else np.asarray(self.points[index])
-        rng = np.random.default_rng((self.seed, self.epoch, int(index)))
+        rng = np.random.default_rng((self.seed, epoch, int(index)))
         sample = self.transform(image, points, rng)
         item = {
             "image": torch.from_numpy(sample.image),

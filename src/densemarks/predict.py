@@ -7,28 +7,30 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from densemarks import geometry
+from densemarks import distributed, geometry
 from densemarks.augment import LandmarkTransform, to_original
 from densemarks.csvio import (RequestedPoints, write_table, read_landmarks, read_test_points,
                               rows_for)
 from densemarks.dataset import LandmarkDataset, list_test_images
 from densemarks.errors import DataError
 from densemarks.train import (eval_config, load_checkpoint, make_loader, model_from_checkpoint,
-                              pick_device, predict_points)
+                              predict_points)
 
 
 def predict_folder(checkpoint: str | Path, data: str | Path, *, flip_tta: bool = False,
                    batch_size: int = 32, workers: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """(file names, points (N, K, 2) in original-image pixels) for a test folder: the files of
-    its test_points.csv in that order when present, else every image in images/."""
-    device = pick_device()
+    its test_points.csv in that order when present, else every image in images/. Under torchrun
+    each rank predicts every world-th image and all ranks return the whole result."""
+    ctx = distributed.setup()
+    device = ctx.device
     model, config, scheme = model_from_checkpoint(load_checkpoint(checkpoint, device), device)
     data = Path(data)
     names, _ = list_test_images(data, scheme.num_points)
     transform = LandmarkTransform(eval_config(config), scheme.flip_index)
     dataset = LandmarkDataset(data / "images", names, None, transform)
-    loader = make_loader(dataset, batch_size, workers, False, 0, 0, device)
-    return names, predict_points(model, loader, config, scheme, device, flip_tta)
+    loader = make_loader(dataset, batch_size, workers, False, 0, 0, device, ctx=ctx, pad=False)
+    return names, predict_points(model, loader, config, scheme, device, flip_tta, ctx=ctx)
 
 
 def mean_shape_baseline(train_points: np.ndarray, train_names: np.ndarray, train_images: Path,

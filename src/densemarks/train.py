@@ -22,6 +22,8 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from densemarks import config as cfg
+from densemarks import distributed
+from densemarks.distributed import Context, EpochSampler
 from densemarks.augment import AugmentConfig, LandmarkTransform, normalize_batch, to_original
 from densemarks.config import TrainConfig
 from densemarks.csvio import write_landmarks
@@ -54,7 +56,7 @@ def eval_config(config: TrainConfig) -> AugmentConfig:
 
 
 def pick_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return distributed.setup().device
 
 
 def validation_split(n: int, config: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -66,23 +68,21 @@ def validation_split(n: int, config: TrainConfig) -> tuple[np.ndarray, np.ndarra
 
 
 def make_loader(dataset: LandmarkDataset, batch_size: int, workers: int, shuffle: bool,
-                seed: int, epoch: int, device: torch.device,
-                weights: np.ndarray | None = None) -> DataLoader:
-    """Batches of the dataset in a reproducible order (or, given per-item weights, drawn with
-    replacement in proportion to them). workers = 0 loads in this process, which is fastest
-    when the model already keeps every core busy (a 2-core CPU: a loader process or thread
-    beside it only oversubscribes the cores, measured in BENCHMARKS.md)."""
-    dataset.set_epoch(epoch)
-    generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
-    sampler = None
-    if weights is not None:
-        sampler = torch.utils.data.WeightedRandomSampler(torch.as_tensor(weights, dtype=torch.float64),
-                                                         len(dataset), replacement=True, generator=generator)
-        shuffle = False
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator, sampler=sampler,
+                seed: int, epoch: int, device: torch.device, weights: np.ndarray | None = None,
+                ctx: Context | None = None, pad: bool = True) -> DataLoader:
+    """Batches of this rank's share of the dataset in a reproducible order (`EpochSampler`:
+    shuffled, or drawn in proportion to per-item weights, fixed by (seed, epoch)); call
+    `loader.sampler.set_epoch` to move on, which keeps persistent workers. pad=False: no
+    repeated items (prediction). workers = 0 loads in this process, which is fastest when the
+    model already keeps every core busy (a 2-core CPU: a loader process or thread beside it
+    only oversubscribes the cores, measured in BENCHMARKS.md)."""
+    rank, world = (ctx.rank, ctx.world) if ctx is not None else (0, 1)
+    sampler = EpochSampler(len(dataset), seed, shuffle, rank, world, weights, pad)
+    sampler.set_epoch(epoch)
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler,
                       num_workers=workers, pin_memory=device.type == "cuda",
                       worker_init_fn=_worker_init if workers else None, drop_last=False,
-                      persistent_workers=False)
+                      persistent_workers=workers > 0)
 
 
 def _worker_init(_: int) -> None:
@@ -152,14 +152,16 @@ def set_trainable(model: torch.nn.Module, config: TrainConfig, epoch: int) -> No
 
 def predict_points(model: torch.nn.Module, loader: DataLoader, config: TrainConfig,
                    scheme: LandmarkScheme, device: torch.device, flip_tta: bool = False,
-                   desc: str = "predict") -> np.ndarray:
-    """Points (N, K, 2) in original-image pixels for every item of the loader, in order."""
+                   desc: str = "predict", ctx: Context | None = None) -> np.ndarray:
+    """Points (N, K, 2) in original-image pixels for every item of the dataset, in order. Under
+    torchrun each rank predicts its shard (a loader from make_loader(..., ctx=ctx, pad=False))
+    and every rank gets the whole result."""
     head = make_head(config)
     flip_index = torch.as_tensor(scheme.flip_index, device=device)
     model.eval()
     out = []
     with torch.no_grad():
-        for batch in tqdm(loader, desc=desc, leave=False, unit="batch"):
+        for batch in tqdm(loader, desc=desc, leave=False, unit="batch", disable=ctx is not None and not ctx.main):
             images = normalize_batch(batch["image"].to(device, non_blocking=True), config.augment.normalize)
             if config.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
@@ -170,7 +172,11 @@ def predict_points(model: torch.nn.Module, loader: DataLoader, config: TrainConf
                 points = head.decode(output)
             out.append(to_original(points.cpu().numpy(), batch["matrix"].numpy(),
                                    batch["flipped"].numpy(), scheme.flip_index))
-    return np.concatenate(out).astype(np.float32)
+    local = np.concatenate(out).astype(np.float32) if out else \
+        np.zeros((0, scheme.num_points, 2), np.float32)
+    if ctx is None or not ctx.distributed:
+        return local
+    return distributed.gather_in_order(ctx, local, len(loader.dataset))
 
 
 def build_model(config: TrainConfig, num_points: int, weights: str) -> torch.nn.Module:
@@ -220,12 +226,17 @@ def _set_rng_state(state: dict) -> None:
 
 def train(data_dir: str | Path, config: TrainConfig, out: str | Path, *, resume: bool = False,
           exclude: set[str] | None = None, quiet: bool = False) -> TrainResult:
+    """Train one model. Under torchrun every process calls this: each trains on its shard,
+    gradients are averaged by DistributedDataParallel, validation predictions are gathered, and
+    only rank 0 writes checkpoints, logs and pictures."""
     out = Path(out)
+    ctx = distributed.setup()
+    device = ctx.device
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
     if config.threads:
         torch.set_num_threads(config.threads)
-    device = pick_device()
+    quiet = quiet or not ctx.main
     data = _training_data(data_dir)
     train_rows, val_rows = validation_split(len(data.table), config)
     if exclude:
@@ -247,7 +258,9 @@ def train(data_dir: str | Path, config: TrainConfig, out: str | Path, *, resume:
     use_cuda = device.type == "cuda"
     if config.channels_last:  # faster convolutions on GPUs and, with oneDNN, on CPUs too
         model = model.to(memory_format=torch.channels_last)
-    steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
+    loader = make_loader(train_set, config.batch_size, config.workers, True, config.seed, 0, device,
+                         sample_weights, ctx)
+    steps_per_epoch = len(loader)
     optimizer = build_optimizer(model, config)
     scheduler, schedule_when = build_scheduler(optimizer, config, steps_per_epoch)
     amp_dtype = torch.bfloat16 if use_cuda and torch.cuda.is_bf16_supported() else torch.float16
@@ -265,7 +278,8 @@ def train(data_dir: str | Path, config: TrainConfig, out: str | Path, *, resume:
         history = state["history"]
         _set_rng_state(state["rng"])
 
-    log = _Logger(out, quiet, fresh=not resume)
+    log = _Logger(out, quiet, fresh=not resume) if ctx.main else None
+    wrapped = _Wrapped(model, ctx, config.compile)
     input_buffer = None
     time_budget = cfg.parse_duration(config.time_limit)
     started = time.monotonic()
@@ -275,8 +289,9 @@ def train(data_dir: str | Path, config: TrainConfig, out: str | Path, *, resume:
         set_trainable(model, config, epoch)
         model.train()
         set_trainable(model, config, epoch)  # train() resets BatchNorm modes; freeze again
-        loader = make_loader(train_set, config.batch_size, config.workers, True, config.seed, epoch, device,
-                             sample_weights)
+        train_model = wrapped.get()  # DDP is rebuilt when the set of trainable weights changes
+        loader.sampler.set_epoch(epoch)
+        _record_samples(out, config, ctx, epoch, loader.sampler.indices(), train_set)
         epoch_start, losses, seen = time.monotonic(), [], 0
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False, unit="batch", disable=quiet)
         for batch in bar:
@@ -287,7 +302,7 @@ def train(data_dir: str | Path, config: TrainConfig, out: str | Path, *, resume:
             # allocation per batch (costly on CPU) and no separate layout conversion.
             images = normalize_batch(images, config.augment.normalize, out=input_buffer[: len(images)])
             with torch.autocast(device.type, dtype=amp_dtype, enabled=use_cuda and config.amp):
-                loss = head.train_loss(model, images, batch["points"].to(device, non_blocking=True))
+                loss = head.train_loss(train_model, images, batch["points"].to(device, non_blocking=True))
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             if config.grad_clip > 0:
@@ -300,43 +315,87 @@ def train(data_dir: str | Path, config: TrainConfig, out: str | Path, *, resume:
             losses.append(loss.item())
             seen += len(images)
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
-            if time_budget is not None and time.monotonic() - started > time_budget:
+            if time_budget is not None and distributed.any_rank(ctx, time.monotonic() - started > time_budget):
                 stopped_by_time = True
                 break
         train_seconds = time.monotonic() - epoch_start
         last_epoch = stopped_by_time or epoch == config.epochs - 1
-        metrics = None
+        metrics = pred = None
         if len(val_set) and ((epoch + 1) % config.val_every == 0 or last_epoch):
-            val_loader = make_loader(val_set, config.batch_size, config.workers, False, config.seed, 0, device)
-            pred = predict_points(model, val_loader, config, scheme, device, config.flip_tta, desc="validate")
+            val_loader = make_loader(val_set, config.batch_size, config.workers, False, config.seed, 0, device,
+                                     ctx=ctx, pad=False)
+            pred = predict_points(model, val_loader, config, scheme, device, config.flip_tta, desc="validate",
+                                  ctx=ctx)
             metrics = evaluate_points(pred, val_truth, scheme)
         value = _key_metric(metrics) if metrics else None
         if scheduler is not None and schedule_when == "metric" and value is not None:
             scheduler.step(value)
-        row = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)) if losses else math.nan,
+        mean_loss = distributed.mean_over_ranks(ctx, float(np.mean(losses)) if losses else math.nan)
+        row = {"epoch": epoch + 1, "train_loss": mean_loss,
                "val_nme": metrics.nme if metrics else None,
                "val_score": metrics.competition_score if metrics else None,
-               "lr": optimizer.param_groups[0]["lr"], "images_per_s": seen / max(train_seconds, 1e-9),
+               "lr": optimizer.param_groups[0]["lr"],
+               "images_per_s": ctx.world * seen / max(train_seconds, 1e-9),
                "seconds": time.monotonic() - started}
         history.append(row)
-        state = dict(model=model.state_dict(), optimizer=optimizer.state_dict(),
-                     scheduler=scheduler.state_dict() if scheduler is not None else {},
-                     epoch=epoch, config=cfg.to_dict(config), scheme=scheme.to_dict(),
-                     history=history, rng=_rng_state(),
-                     split={"folds": config.folds, "fold": config.fold, "split_seed": config.split_seed,
-                            "val_rows": val_rows.tolist(), "faces": len(data.table)},
-                     metrics=metrics.to_dict() if metrics else {})
-        if value is not None and value < best_metric:
+        improved = value is not None and value < best_metric
+        if improved:
             best_metric, best_epoch = value, epoch + 1
-            save_checkpoint(out / "best.pt", **state, best_metric=best_metric, best_epoch=best_epoch)
-            # The best model's validation (out-of-fold) predictions, for ensembles and `clean`.
-            write_landmarks(out / "val_predictions.csv", val_set.file_names, pred)
-        save_checkpoint(out / "last.pt", **state, best_metric=best_metric, best_epoch=best_epoch)
-        log.epoch(row)  # after the checkpoint: a logged epoch is always a resumable one
+        if ctx.main:
+            state = dict(model=model.state_dict(), optimizer=optimizer.state_dict(),
+                         scheduler=scheduler.state_dict() if scheduler is not None else {},
+                         epoch=epoch, config=cfg.to_dict(config), scheme=scheme.to_dict(),
+                         history=history, rng=_rng_state(),
+                         split={"folds": config.folds, "fold": config.fold, "split_seed": config.split_seed,
+                                "val_rows": val_rows.tolist(), "faces": len(data.table)},
+                         metrics=metrics.to_dict() if metrics else {},
+                         best_metric=best_metric, best_epoch=best_epoch)
+            if improved:
+                save_checkpoint(out / "best.pt", **state)
+                # The best model's validation (out-of-fold) predictions, for ensembles and `clean`.
+                write_landmarks(out / "val_predictions.csv", val_set.file_names, pred)
+            save_checkpoint(out / "last.pt", **state)
+            log.epoch(row)  # after the checkpoint: a logged epoch is always a resumable one
         if stopped_by_time:
             break
-    log.close(history)
+    if log is not None:
+        log.close(history)
+    distributed.barrier(ctx)  # nobody reads the run folder before rank 0 has written it
     return TrainResult(best_epoch, best_metric, epoch + 1 - start_epoch, stopped_by_time, history)
+
+
+class _Wrapped:
+    """The model as the training step calls it: compiled (config.compile) and, under torchrun,
+    in DistributedDataParallel, which fixes its trainable weights when built; so it is rebuilt
+    when staged unfreezing changes them."""
+
+    def __init__(self, model: torch.nn.Module, ctx: Context, compile_model: bool):
+        self.model, self.ctx, self.compile = model, ctx, compile_model
+        self.key, self.current = None, None
+
+    def get(self) -> torch.nn.Module:
+        key = tuple(p.requires_grad for p in self.model.parameters())
+        if key != self.key:
+            self.key, self.current = key, self.model
+            if self.ctx.distributed:
+                from torch.nn.parallel import DistributedDataParallel
+                ids = [self.ctx.local_rank] if self.ctx.device.type == "cuda" else None
+                self.current = DistributedDataParallel(self.model, device_ids=ids)
+            if self.compile:
+                self.current = torch.compile(self.current)
+        return self.current
+
+
+def _record_samples(out: Path, config: TrainConfig, ctx: Context, epoch: int, indices: np.ndarray,
+                    dataset: LandmarkDataset) -> None:
+    """config.record_samples: append the file names this rank trains on in this epoch to
+    OUT/samples/rank{r}.txt as `epoch<TAB>name` lines (to check sharding)."""
+    if not config.record_samples:
+        return
+    folder = out / "samples"
+    folder.mkdir(exist_ok=True)
+    with open(folder / f"rank{ctx.rank}.txt", "a") as f:
+        f.writelines(f"{epoch}\t{dataset.file_names[i]}\n" for i in indices)
 
 
 def _input_buffer(shape, device: torch.device, channels_last: bool) -> torch.Tensor:

@@ -12,12 +12,16 @@ densemarks: decode (OpenCV; reduced-size JPEG decoding when large), black-border
 affine matrix (crop + rotation + zoom + shift + flip in the "training" row), one warp, uint8
 brightness/contrast table; then torch.stack of uint8 and `normalize_batch` into a reused buffer
 (on a GPU that last step runs on the device).
+From the store: the same training augmentation, reading images that `densemarks preprocess`
+decoded and shrank once (longest side 288 px): a memory map, or re-encoded small JPEGs.
+One thread per chain: the figures are samples/s per loader worker.
 Without --data the images come from `densemarks synth`.
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import tempfile
 import time
@@ -33,6 +37,7 @@ from densemarks.augment import AugmentConfig, LandmarkTransform, normalize_batch
 from densemarks.csvio import read_landmarks
 from densemarks.dataset import LandmarkDataset
 from densemarks.scheme import resolve_scheme
+from densemarks.store import build_store, default_side, open_store
 from densemarks.synth import synthesize
 
 SIZE = 224
@@ -84,6 +89,19 @@ def main() -> None:
                                  shift_jitter=0.05, brightness=0.2, contrast=0.2)
     augmented = LandmarkDataset(args.data / "images", names, points,
                                 LandmarkTransform(train_config, scheme.flip_index, train=True))
+    # The preprocessed store (`densemarks preprocess`): built once outside the timing, in a
+    # scratch copy of the CSV's folder so the benchmark leaves nothing behind.
+    scratch = tempfile.TemporaryDirectory()
+    shutil.copy(args.data / "landmarks.csv", Path(scratch.name) / "landmarks.csv")
+    (Path(scratch.name) / "images").symlink_to((args.data / "images").resolve())
+    side = default_side((SIZE, SIZE))
+    for fmt in ("raw", "jpeg"):
+        build_store(Path(scratch.name), names, side, fmt)
+    stores = {fmt: open_store(Path(scratch.name), side, fmt) for fmt in ("raw", "jpeg")}
+    from_store = {fmt: LandmarkDataset(args.data / "images", names, points,
+                                       LandmarkTransform(train_config, scheme.flip_index, train=True), store=store)
+                  for fmt, store in stores.items()}
+
     def course_batches():
         for start in range(0, n, BATCH):
             items = [course(args.data / "images" / names[i], points[i]) for i in range(start, min(n, start + BATCH))]
@@ -103,6 +121,10 @@ def main() -> None:
         "densemarks, evaluation (border crop, cover)": lambda: densemarks_batches(plain),
         "densemarks, training (+ flip, rotation, zoom, shift, brightness/contrast)":
             lambda: densemarks_batches(augmented),
+        "densemarks, training, from the preprocessed store (raw memory map)":
+            lambda: densemarks_batches(from_store["raw"]),
+        "densemarks, training, from the preprocessed store (re-encoded JPEG)":
+            lambda: densemarks_batches(from_store["jpeg"]),
     }
     times: dict[str, list[float]] = {k: [] for k in runners}
     for _ in range(args.repeats):  # interleaved, so load on the machine hits all alike

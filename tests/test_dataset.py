@@ -74,3 +74,24 @@ def test_missing_image_names_the_csv_line(synth68, tmp_path):
     with pytest.raises(DataError) as err:
         open_training_data(root)
     assert err.value.line == line and victim.name in str(err.value)
+
+
+def test_loader_workers_after_opencv_threads(synth68):
+    """A loader with worker processes, forked after this process used OpenCV's thread pool
+    (as `synth` does), must not deadlock (it did with cv2.setNumThreads(1) in the worker)."""
+    import subprocess
+    import sys
+    script = f"""
+import cv2, numpy as np, torch
+from densemarks.augment import AugmentConfig, LandmarkTransform
+from densemarks.dataset import LandmarkDataset, open_training_data
+from densemarks.train import make_loader
+cv2.GaussianBlur(np.zeros((2000, 2000, 3), np.uint8), (31, 31), 5)  # OpenCV's pool now runs
+data = open_training_data({str(synth68 / "train")!r})
+ds = LandmarkDataset(data.images_dir, data.table.file_names, data.table.points,
+                     LandmarkTransform(AugmentConfig(size=(32, 32))))
+print(sum(len(b["image"]) for b in make_loader(ds, 8, 2, True, 0, 0, torch.device("cpu"))))
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "60"

@@ -96,7 +96,10 @@ def sample_matrix(image: LoadedImage, config: AugmentConfig,
     out_h, out_w = config.size
     full_w, full_h = image.original_size
     box = (0.0, 0.0, float(full_w), float(full_h))
-    if config.border_threshold is not None:
+    if config.border_threshold is not None and image.border_box is not None \
+            and image.border_threshold == config.border_threshold:
+        box = image.border_box
+    elif config.border_threshold is not None:
         x0, y0, x1, y1 = geometry.content_box(image.pixels, config.border_threshold)
         f = image.to_pixels[0, 0]  # box edges scale with the decode factor
         box = (x0 / f, y0 / f, x1 / f, y1 / f)

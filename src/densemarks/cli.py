@@ -149,6 +149,26 @@ def _fit_ensemble(val: list[Path], answers: Path, scheme_file: Optional[Path], p
     return fitted, scheme
 
 
+@app.command()
+def preprocess(
+    data: Annotated[Path, typer.Option(help="Dataset folder holding train/ (or a train folder).")],
+    side: Annotated[Optional[int], typer.Option(min=16, help="Longest stored side in pixels (default: 1.25 x the recipe's input).")] = None,
+    recipe: Annotated[str, typer.Option(help="Recipe whose input size sets the default side.")] = "seed",
+    format: Annotated[str, typer.Option("--format", help="raw (memory map, no decoding) or jpeg (re-encoded, compact).")] = "raw",
+    threads: Annotated[int, typer.Option(min=1, help="Decoding threads.")] = 2,
+):
+    """Decode and shrink every training image once into one store file; train with store_side=N."""
+    from densemarks import config as cfg
+    from densemarks.dataset import open_training_data
+    from densemarks.store import build_store, default_side, store_bytes
+
+    training = open_training_data(_train_dir(data))
+    side = side or default_side(cfg.load_recipe(recipe).augment.size)
+    folder = build_store(training.root, training.table.file_names, side, format, threads)
+    console.print(f"stored {len(training.table)} images at most {side} px ({store_bytes(folder) / 2 ** 20:.0f} MB, "
+                  f"{format}) in {folder}; train with store_side={side} store_format={format}")
+
+
 @app.command("merge-folds")
 def merge_folds(
     runs: Annotated[list[Path], typer.Argument(help="The run folders of every fold.")],

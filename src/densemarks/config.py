@@ -45,6 +45,8 @@ class TrainConfig:
     epochs: int = 40
     batch_size: int = 32
     workers: int = 0  # loader processes; 0 loads in the training process (best on 2 cores)
+    store_side: int = 0  # read training images from `densemarks preprocess --side N`; 0: the files
+    store_format: str = "raw"  # raw (memory map) | jpeg (re-encoded), as preprocessed
     val_fraction: float = 0.15
     split_seed: int = 0  # fixes the validation split (and folds) apart from the model's seed
     folds: int = 0  # k-fold: 0 or 1 uses val_fraction; K >= 2 validates on fold `fold` of K
@@ -109,6 +111,7 @@ CHOICES = {
     "mode": ("full", "head", "staged"),
     "sampler": ("uniform", "pose_balanced"),
     "head": ("regression", "heatmap"),
+    "store_format": ("raw", "jpeg"),
     "heatmap_loss": ("maps", "coords", "both"),
     "heatmap_decode": ("argmax", "integral"),
 }

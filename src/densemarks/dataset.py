@@ -108,8 +108,10 @@ class LandmarkDataset(Dataset):
     index int, file_name str)."""
 
     def __init__(self, images_dir: str | Path, file_names: np.ndarray, points: np.ndarray | None,
-                 transform: LandmarkTransform, seed: int = 0):
+                 transform: LandmarkTransform, seed: int = 0, store=None):
+        """store: an `ImageStore` holding these images preprocessed (read instead of the files)."""
         self.images_dir = Path(images_dir)
+        self.store = store
         self.file_names = np.asarray(file_names)
         self.points = points
         self.transform = transform
@@ -126,7 +128,10 @@ class LandmarkDataset(Dataset):
         """key: an index (augmented as of `set_epoch`), or (epoch, index) as `EpochSampler` gives."""
         epoch, index = key if isinstance(key, tuple) else (self.epoch, key)
         name = str(self.file_names[index])
-        image = load_image(self.images_dir / name, min_size=self.transform.min_decode_size())
+        if self.store is not None:
+            image = self.store.image(name)
+        else:
+            image = load_image(self.images_dir / name, min_size=self.transform.min_decode_size())
         points = None if self.points is None else np.asarray(self.points[index])
         rng = np.random.default_rng((self.seed, epoch, int(index)))
         sample = self.transform(image, points, rng)

@@ -31,6 +31,10 @@ class LoadedImage:
     pixels: np.ndarray
     original_size: tuple[int, int]
     to_pixels: np.ndarray
+    # Black-border box (x0, y0, x1, y1) in original pixels, found beforehand at full resolution
+    # for this threshold (the preprocessed store); None: `sample_matrix` finds it on `pixels`.
+    border_box: tuple[float, float, float, float] | None = None
+    border_threshold: int | None = None
 
 
 def load_image(path: str | Path, min_size: tuple[int, int] | None = None) -> LoadedImage:

@@ -52,9 +52,12 @@ def _csv_signature(csv_path: Path) -> dict:
     return {"csv": str(csv_path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
-def build_store(train_dir: Path, names: np.ndarray, side: int, fmt: str = "raw", threads: int = 2) -> Path:
-    """Decode, shrink and store every listed image; returns the store folder. Written to
-    temporary files and renamed, so an interrupted build leaves no store behind."""
+def build_store(train_dir: Path, names: np.ndarray, side: int, fmt: str = "raw", threads: int = 2,
+                border_threshold: int | None = 9) -> Path:
+    """Decode, shrink and store every listed image; returns the store folder. The black-border
+    box for `border_threshold` (the recipes' 9) is found on the full-size image and stored,
+    so border removal stays as exact as on the files. Written to temporary files and renamed,
+    so an interrupted build leaves no store behind."""
     if fmt not in FORMATS:
         raise DataError(None, f"unknown store format {fmt!r}; choose raw or jpeg")
     folder = store_dir(train_dir, side, fmt)
@@ -62,12 +65,15 @@ def build_store(train_dir: Path, names: np.ndarray, side: int, fmt: str = "raw",
     n = len(names)
     sizes = np.zeros((n, 2), np.int64)  # original (w, h)
     shapes = np.zeros((n, 2), np.int64)  # stored (w, h)
+    boxes = np.zeros((n, 4), np.float64)  # black-border box, original pixels
     images_dir = train_dir / "images"
 
     def shrink(i: int) -> np.ndarray:
         path = images_dir / str(names[i])
-        probe = load_image(path, min_size=(side, side))
+        probe = load_image(path)
         w, h = probe.original_size
+        boxes[i] = geometry.content_box(probe.pixels, border_threshold) if border_threshold is not None \
+            else (0, 0, w, h)
         scale = min(1.0, side / max(w, h))
         target = (max(1, round(w * scale)), max(1, round(h * scale)))
         pixels = probe.pixels
@@ -91,9 +97,9 @@ def build_store(train_dir: Path, names: np.ndarray, side: int, fmt: str = "raw",
                     f.write(data)
                     offsets[i + 1] = offsets[i] + len(data)
     with atomic_path(folder / "index.npz") as tmp, open(tmp, "wb") as f:
-        np.savez(f, names=np.asarray(names, dtype=str), sizes=sizes, shapes=shapes, offsets=offsets)
+        np.savez(f, names=np.asarray(names, dtype=str), sizes=sizes, shapes=shapes, offsets=offsets, boxes=boxes)
     with atomic_path(folder / "store.json") as tmp:
-        tmp.write_text(json.dumps({"format": fmt, "side": side, "count": n,
+        tmp.write_text(json.dumps({"format": fmt, "side": side, "count": n, "border_threshold": border_threshold,
                                    **_csv_signature(train_dir / "landmarks.csv")}, indent=2))
     return folder
 
@@ -124,6 +130,8 @@ class ImageStore:
     sizes: np.ndarray
     shapes: np.ndarray
     offsets: np.ndarray
+    boxes: np.ndarray
+    border_threshold: int | None
 
     def __post_init__(self):
         self._row = {name: i for i, name in enumerate(self.names.tolist())}
@@ -153,7 +161,8 @@ class ImageStore:
             chunk = self._data[self.offsets[i]: self.offsets[i + 1]]
             pixels = cv2.cvtColor(cv2.imdecode(np.asarray(chunk), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
         full_w, full_h = (int(v) for v in self.sizes[i])
-        return LoadedImage(np.ascontiguousarray(pixels), (full_w, full_h), geometry.scaling(w / full_w, h / full_h))
+        return LoadedImage(np.ascontiguousarray(pixels), (full_w, full_h), geometry.scaling(w / full_w, h / full_h),
+                           tuple(float(v) for v in self.boxes[i]), self.border_threshold)
 
 
 def open_store(train_dir: Path, side: int, fmt: str = "raw") -> ImageStore:
@@ -168,7 +177,7 @@ def open_store(train_dir: Path, side: int, fmt: str = "raw") -> ImageStore:
         raise DataError(folder, "landmarks.csv changed since the store was built; run `densemarks preprocess` again")
     with np.load(folder / "index.npz", allow_pickle=False) as index:
         return ImageStore(folder, meta["format"], meta["side"], index["names"], index["sizes"],
-                          index["shapes"], index["offsets"])
+                          index["shapes"], index["offsets"], index["boxes"], meta["border_threshold"])
 
 
 def store_bytes(folder: Path) -> int:

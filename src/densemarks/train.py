@@ -87,8 +87,10 @@ def make_loader(dataset: LandmarkDataset, batch_size: int, workers: int, shuffle
 
 def _worker_init(_: int) -> None:
     # Workers decode and warp one sample at a time; the training process owns the cores.
+    # OpenCV threading off with 0: setNumThreads(1) in a forked worker deadlocks when the
+    # parent had already used OpenCV's thread pool (e.g. after `densemarks synth`).
     torch.set_num_threads(1)
-    cv2.setNumThreads(1)
+    cv2.setNumThreads(0)
 
 
 def build_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -247,11 +249,15 @@ def train(data_dir: str | Path, config: TrainConfig, out: str | Path, *, resume:
         from densemarks.shapes import estimate_pose, pose_balanced_weights
         pose = estimate_pose(np.asarray(data.table.points[train_rows]), scheme.flip_index)
         sample_weights = pose_balanced_weights(pose.yaw, pose.pitch)
+    store = None
+    if config.store_side:
+        from densemarks.store import open_store
+        store = open_store(data.root, config.store_side, config.store_format)
     train_set = LandmarkDataset(data.images_dir, data.table.file_names[train_rows],
                                 data.table.points[train_rows],
-                                LandmarkTransform(config.augment, scheme.flip_index, train=True), config.seed)
+                                LandmarkTransform(config.augment, scheme.flip_index, train=True), config.seed, store)
     val_set = LandmarkDataset(data.images_dir, data.table.file_names[val_rows], data.table.points[val_rows],
-                              LandmarkTransform(eval_config(config), scheme.flip_index), config.seed)
+                              LandmarkTransform(eval_config(config), scheme.flip_index), config.seed, store)
     val_truth = np.asarray(data.table.points[val_rows], dtype=np.float64)
 
     model = build_model(config, scheme.num_points, config.weights).to(device)

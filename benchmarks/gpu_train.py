@@ -1,0 +1,122 @@
+"""Benchmark: the seed recipe's training speed on one device (a GPU when there is one), split
+into waiting for data and computing, and the projected time of the full 40-epoch recipe on the
+competition's 64,000 and 393,930 training images (issue 7).
+
+    python benchmarks/gpu_train.py [--steps 200] [--workers 8] [--images 1024] [--compile] [KEY=VALUE ...]
+
+Synthetic 971-point faces (`densemarks synth`), the recipe's real dataset, augmentation and
+loader (persistent workers, pinned memory, non-blocking copies), the model in channels_last
+with bf16 autocast on GPUs. Per step: the time blocked on the loader (data) and the time of
+normalise + forward + backward + step, synchronised (compute). Then the loader alone, to
+show what the input pipeline could deliver. KEY=VALUE overrides the recipe (store_side=288,
+model=..., batch_size=...). On a CPU use few steps: it is slow and only indicative.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from densemarks import config as cfg
+from densemarks.augment import LandmarkTransform, normalize_batch
+from densemarks.dataset import LandmarkDataset, open_training_data
+from densemarks.heads import make_head
+from densemarks.synth import synthesize
+from densemarks.train import build_model, build_optimizer, make_loader, pick_device
+
+COMPETITION = {"2020 train (64,000 images)": 64_000, "full 2020 data (393,930 images)": 393_930}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--recipe", default="seed")
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument("--images", type=int, default=1024)
+    parser.add_argument("--compile", action="store_true")
+    parser.add_argument("overrides", nargs="*")
+    args = parser.parse_args()
+    device = pick_device()
+    config = cfg.apply_overrides(cfg.load_recipe(args.recipe), {"weights": "none", "workers": args.workers,
+                                                                 "compile": args.compile}, "benchmark")
+    config = cfg.apply_overrides(config, cfg.parse_overrides(args.overrides), "command line")
+    with tempfile.TemporaryDirectory() as tmp:
+        synthesize(Path(tmp) / "d", train=args.images, test=1, num_points=971, seed=0)
+        data = open_training_data(Path(tmp) / "d" / "train")
+        store = None
+        if config.store_side:
+            from densemarks.store import build_store, open_store
+            build_store(data.root, data.table.file_names, config.store_side, config.store_format)
+            store = open_store(data.root, config.store_side, config.store_format)
+        dataset = LandmarkDataset(data.images_dir, data.table.file_names, data.table.points,
+                                  LandmarkTransform(config.augment, data.scheme.flip_index, train=True),
+                                  config.seed, store)
+        loader = make_loader(dataset, config.batch_size, config.workers, True, config.seed, 0, device)
+        model = build_model(config, data.scheme.num_points, "none").to(device)
+        model = model.to(memory_format=torch.channels_last).train()
+        optimizer = build_optimizer(model, config)
+        head = make_head(config)
+        run_model = torch.compile(model) if config.compile else model
+        cuda = device.type == "cuda"
+        amp = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float16
+        data_s, compute_s = [], []
+        epoch, iterator = 0, iter(loader)
+        for step in range(args.warmup + args.steps):
+            start = time.perf_counter()
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                epoch += 1
+                loader.sampler.set_epoch(epoch)
+                iterator = iter(loader)
+                batch = next(iterator)
+            waited = time.perf_counter()
+            images = normalize_batch(batch["image"].to(device, non_blocking=True), config.augment.normalize)
+            images = images.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=amp, enabled=cuda and config.amp):
+                loss = head.train_loss(run_model, images, batch["points"].to(device, non_blocking=True))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if cuda:
+                torch.cuda.synchronize()
+            done = time.perf_counter()
+            if step >= args.warmup:
+                data_s.append(waited - start)
+                compute_s.append(done - waited)
+        start = time.perf_counter()
+        seen = 0
+        for _ in range(2):  # the loader alone
+            epoch += 1
+            loader.sampler.set_epoch(epoch)
+            for batch in loader:
+                seen += len(batch["image"])
+        loader_rate = seen / (time.perf_counter() - start)
+    batch = config.batch_size
+    step_s = [d + c for d, c in zip(data_s, compute_s)]
+    rate = batch * len(step_s) / sum(step_s)
+    name = torch.cuda.get_device_name(device) if cuda else f"CPU ({torch.get_num_threads()} threads)"
+    print(f"{args.recipe} recipe: {config.model}, input {config.augment.size}, batch {batch}, K = 971, "
+          f"{config.workers} loader workers, {'compiled, ' if config.compile else ''}"
+          f"{'bf16' if cuda and amp == torch.bfloat16 else 'fp32'} on {name}; {args.steps} steps after {args.warmup}")
+    print("| measurement | value |")
+    print("|---|---|")
+    print(f"| training images/s (whole steps) | {rate:.1f} |")
+    print(f"| median step: waiting for data | {1000 * statistics.median(data_s):.1f} ms |")
+    print(f"| median step: normalise + forward + backward + step | {1000 * statistics.median(compute_s):.1f} ms |")
+    print(f"| share of time waiting for data | {100 * sum(data_s) / sum(step_s):.1f}% |")
+    print(f"| compute-bound images/s | {batch / statistics.median(compute_s):.1f} |")
+    print(f"| loader alone images/s ({config.workers} workers) | {loader_rate:.1f} |")
+    for label, count in COMPETITION.items():
+        hours = config.epochs * count / rate / 3600
+        print(f"| projected {config.epochs} epochs, {label} | {hours:.1f} h |")
+
+
+if __name__ == "__main__":
+    main()

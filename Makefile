@@ -39,6 +39,7 @@ bench: $(STAMP) weights
 	$(BIN)/python benchmarks/csv_load.py
 	$(BIN)/python benchmarks/augment_speed.py --data ../shared/data/300w-afw-helen/train
 	$(BIN)/python benchmarks/train_throughput.py --data ../shared/data/300w-afw-helen
+	$(BIN)/python benchmarks/heatmap_vs_regression.py
 
 clean:
 	rm -rf demo

@@ -23,9 +23,8 @@ import torch
 from densemarks import config as cfg
 from densemarks.augment import LandmarkTransform, normalize_batch
 from densemarks.dataset import LandmarkDataset
-from densemarks.losses import get_loss
-from densemarks.models import RegressionCodec, create_model
-from densemarks.train import _training_data, build_optimizer, make_loader, train
+from densemarks.heads import make_head
+from densemarks.train import _training_data, build_model, build_optimizer, make_loader, train
 
 
 def main() -> None:
@@ -51,20 +50,19 @@ def main() -> None:
         batches.append((images, batch["points"]))
         if len(batches) == args.batches:
             break
-    model = create_model(config.model, data.scheme.num_points, config.weights)
+    model = build_model(config, data.scheme.num_points, config.weights)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     model.train()
     optimizer = build_optimizer(model, config)
-    loss_fn = get_loss(config.loss)
+    head = make_head(config)
     h, w = config.augment.size
-    codec = RegressionCodec(h, w)
-    scale = torch.tensor([w / 2, h / 2])
+
     def bare_run() -> list[float]:
         timings = []
         for images, points in [batches[0]] + batches:  # the first step warms up
             start = time.perf_counter()
-            loss = loss_fn(model(images) * scale, codec.encode(points) * scale)
+            loss = head.train_loss(model, images, points)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -59,7 +58,7 @@ def run(*args, torchrun=False):
 def test_torchrun_train_and_predict_on_cpu(tmp_path):
     data = tmp_path / "data"
     synthesize(data, train=47, test=7, num_points=24, seed=4)  # 40 training, 7 validation faces
-    common = ["--data", data, "--recipe", "fast-cpu", "model=resnet18", "weights=none", "epochs=2",
+    common = ["--data", data, "--recipe", "fast-cpu", "model=resnet18", "weights=none", "epochs=2", "scheduler=plateau",
               "augment.size=[48,48]", "batch_size=5", "threads=1", "record_samples=true"]
     run("train", "--out", tmp_path / "two", *common, torchrun=True)
     run("train", "--out", tmp_path / "one", *common)
@@ -80,6 +79,13 @@ def test_torchrun_train_and_predict_on_cpu(tmp_path):
     assert groups[0] == groups[1]  # the schedule's position differs: half the steps per rank
     assert two["config"] == one["config"] and two["scheme"] == one["scheme"] and two["epoch"] == 1
     assert len((tmp_path / "two" / "log.csv").read_text().splitlines()) == 3
+
+    # Resume under torchrun: every rank loads last.pt and goes on with epoch 3's shards.
+    run("train", "--out", tmp_path / "two", "--resume", "--data", data, "epochs=3", torchrun=True)
+    assert len((tmp_path / "two" / "log.csv").read_text().splitlines()) == 4
+    third = [{line.split("\t")[1] for line in (tmp_path / "two" / "samples" / f"rank{r}.txt").read_text().split("\n")[:-1]
+              if line.split("\t")[0] == "2"} for r in (0, 1)]
+    assert len(third[0]) == len(third[1]) == 20 and not third[0] & third[1]
 
     run("predict", "--checkpoint", tmp_path / "two" / "best.pt", "--data", data / "test",
         "--out", tmp_path / "p2.csv", "--workers", 0, torchrun=True)

@@ -137,5 +137,5 @@ class EpochSampler(Sampler):
 
     def __len__(self) -> int:
         if self.pad and self.world > 1:
-            return -(-self.n // self.world)
+            return int(-(-self.n // self.world))
         return len(range(self.rank, self.n, self.world))

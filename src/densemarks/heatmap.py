@@ -81,7 +81,7 @@ def refined_argmax(maps: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """(B, K, h, w) -> (B, K, 2) map coordinates: argmax, then one Newton step on log(maps)
     from the 3x3 neighbourhood around it (moved inside the map at the border), the offset
     limited to 1.5 pixels. The log of a Gaussian is quadratic: the step lands on its centre."""
-    b, k, h, w = maps.shape
+    h, w = maps.shape[-2:]
     flat = maps.float().flatten(2)
     index = flat.argmax(dim=2)
     y, x = index // w, index % w

@@ -276,6 +276,10 @@ def train(data_dir: str | Path, config: TrainConfig, out: str | Path, *, resume:
     start_epoch, best_metric, best_epoch, history = 0, math.inf, -1, []
     if resume:
         state = load_checkpoint(out / "last.pt", device)
+        stored_epochs = state["config"].get("epochs")
+        if config.scheduler == "onecycle" and stored_epochs != config.epochs:
+            raise DataError(out / "last.pt", f"a one-cycle schedule is fixed at its {stored_epochs} epochs; "
+                            f"resume with epochs={stored_epochs}, or start a new run")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if scheduler is not None:

@@ -2,6 +2,7 @@
 on the same backbone, at K = 971 points, 224 px input, batch 32 (issue 4).
 
     python benchmarks/heatmap_vs_regression.py [--model mobilenet_v2] [--size 224] [--batch 32] [--steps 8]
+        [--points-per-step 64]   # 0: every map every step
 
 Synthetic 971-point faces go through the real dataset and augmentation once; then each head
 trains on the same batches held in memory (forward, loss, backward, AdamW step), in its own
@@ -35,7 +36,8 @@ def measure(args) -> dict:
     device = pick_device()
     config = cfg.apply_overrides(cfg.load_recipe("fast-cpu"), {
         "head": args.head, "model": args.model, "weights": "none", "batch_size": args.batch,
-        "augment.size": [args.size, args.size], "augment.crop": "stretch"}, "benchmark")
+        "augment.size": [args.size, args.size], "augment.crop": "stretch",
+        "heatmap_points_per_step": args.points_per_step}, "benchmark")
     data = open_training_data(Path(args.data) / "train")
     dataset = LandmarkDataset(data.images_dir, data.table.file_names, data.table.points,
                               LandmarkTransform(config.augment, data.scheme.flip_index, train=True))
@@ -93,6 +95,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--points", type=int, default=971)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--points-per-step", type=int, default=64, help="heatmap maps computed per step (0: all)")
     parser.add_argument("--head", help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -108,10 +111,12 @@ def main() -> None:
             for head in results:
                 out = subprocess.run([sys.executable, __file__, "--head", head, "--data", str(Path(tmp) / "d"),
                                       "--model", args.model, "--size", str(args.size), "--batch", str(args.batch),
-                                      "--steps", str(args.steps)], capture_output=True, text=True, check=True)
+                                      "--steps", str(args.steps), "--points-per-step", str(args.points_per_step)],
+                                     capture_output=True, text=True, check=True)
                 results[head].append(json.loads(out.stdout.strip().splitlines()[-1]))
     first = results["regression"][0]
-    print(f"{args.model}, K = {args.points}, input {args.size}x{args.size}, batch {args.batch}, "
+    print(f"{args.model}, K = {args.points}, heatmap maps per step {args.points_per_step or 'all'}, "
+          f"input {args.size}x{args.size}, batch {args.batch}, "
           f"{first['device']}, {first['threads']} threads; medians of {args.repeats} alternating runs "
           f"of {args.steps} steps")
     print("| head | output | train images/s | peak memory (MB) | growth while training (MB) |")

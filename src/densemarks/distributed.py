@@ -80,6 +80,15 @@ def any_rank(ctx: Context, flag: bool) -> bool:
     return bool(tensor.item())
 
 
+def sync_buffers(ctx: Context, model: torch.nn.Module) -> None:
+    """Give every rank rank 0's buffers (BatchNorm running statistics), which are what rank 0
+    saves: after a training step each rank's differ a little, and validation must predict
+    every shard with the checkpoint's model."""
+    if ctx.distributed:
+        for buffer in model.buffers():
+            dist.broadcast(buffer.data, 0)
+
+
 def gather_in_order(ctx: Context, local: np.ndarray, total: int) -> np.ndarray:
     """Rank r holds the rows r, r + world, r + 2 world, ... of a result of `total` rows; every
     rank gets the whole result in the original row order."""

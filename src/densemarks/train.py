@@ -332,6 +332,7 @@ def train(data_dir: str | Path, config: TrainConfig, out: str | Path, *, resume:
         last_epoch = stopped_by_time or epoch == config.epochs - 1
         metrics = pred = None
         if len(val_set) and ((epoch + 1) % config.val_every == 0 or last_epoch):
+            distributed.sync_buffers(ctx, model)
             val_loader = make_loader(val_set, config.batch_size, config.workers, False, config.seed, 0, device,
                                      ctx=ctx, pad=False)
             pred = predict_points(model, val_loader, config, scheme, device, config.flip_tta, desc="validate",

@@ -113,7 +113,14 @@ def ensemble_command(
     if weights == "auto":
         if answers is None:
             raise DataError(None, "--weights auto needs --answers (the truth of the validation predictions)")
-        chosen, resolved = _fit_ensemble(val or predictions, answers, scheme, per_region, len(predictions))
+        val = val or predictions
+        if len(val) != len(predictions):
+            raise DataError(None, f"--val has {len(val)} files for {len(predictions)} prediction files")
+        fit = ens.fit_on_validation(val, answers, scheme, per_region)
+        chosen, resolved = fit.weights, fit.scheme
+        for path, m in zip(val, fit.members):
+            console.print(f"validation {path}: {_score_text(m)}")
+        console.print(f"validation ensemble (fitted on these faces): {_score_text(fit.ensemble)}")
     else:
         count = len(predictions)
         chosen = ens.EnsembleWeights(np.full(count, 1 / count) if weights == "equal" else
@@ -126,27 +133,8 @@ def ensemble_command(
     console.print(f"wrote the ensemble of {len(predictions)} files ({len(names)} faces) to {out}")
 
 
-def _fit_ensemble(val: list[Path], answers: Path, scheme_file: Optional[Path], per_region: bool, count: int):
-    from densemarks import ensemble as ens
-    from densemarks.csvio import read_landmarks, rows_for
-    from densemarks.evaluate import find_scheme
-    from densemarks.metrics import evaluate_points
-
-    if len(val) != count:
-        raise DataError(None, f"--val has {len(val)} files for {count} prediction files")
-    names, members = ens.load_members(val)
-    truth_table = read_landmarks(answers)
-    if truth_table.num_points != members.shape[2]:
-        raise DataError(answers, f"{truth_table.num_points} points per face, the predictions have {members.shape[2]}")
-    truth = np.asarray(truth_table.points, dtype=np.float64)[rows_for(truth_table.file_names, names, answers, "answer", val[0])]
-    scheme = find_scheme(answers, truth.shape[1], scheme_file)
-    fitted = ens.fit_weights(members, truth, scheme, per_region)
-    for path, member in zip(val, members):
-        m = evaluate_points(member, truth, scheme)
-        console.print(f"validation {path}: score {m.competition_score:.2f}" + (f", NME {m.nme:.3f}%" if m.nme else ""))
-    m = evaluate_points(ens.combine(members, fitted, scheme), truth, scheme)
-    console.print(f"validation ensemble: score {m.competition_score:.2f}" + (f", NME {m.nme:.3f}%" if m.nme else ""))
-    return fitted, scheme
+def _score_text(m) -> str:
+    return f"score {m.competition_score:.2f}" + (f", NME {m.nme:.3f}%" if m.nme is not None else "")
 
 
 @app.command()

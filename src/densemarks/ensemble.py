@@ -96,3 +96,33 @@ def combine(members: np.ndarray, weights: EnsembleWeights, scheme: LandmarkSchem
     """The weighted average (N, K, 2) of members (M, N, K, 2)."""
     per_point = weights.per_point(members.shape[2], scheme)  # (M, K)
     return np.einsum("mnkc,mk->nkc", members, per_point).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class ValidationFit:
+    """Weights fitted on validation predictions, the scheme used, and the metrics of each
+    member and of the ensemble on those same faces (optimistic for the ensemble)."""
+
+    weights: EnsembleWeights
+    scheme: LandmarkScheme
+    members: list
+    ensemble: object
+
+
+def fit_on_validation(val: list[Path], answers: Path, scheme_file: Path | None = None,
+                      per_region: bool = False) -> ValidationFit:
+    """Fit weights on the models' validation predictions (files in the same order as the
+    models) against the truth in `answers` (a landmarks.csv covering those faces)."""
+    from densemarks.evaluate import find_scheme
+    from densemarks.metrics import evaluate_points
+
+    names, members = load_members(val)
+    truth_table = read_landmarks(answers)
+    if truth_table.num_points != members.shape[2]:
+        raise DataError(answers, f"{truth_table.num_points} points per face, the predictions have {members.shape[2]}")
+    rows = rows_for(truth_table.file_names, names, answers, "answer", val[0])
+    truth = np.asarray(truth_table.points, dtype=np.float64)[rows]
+    scheme = find_scheme(answers, truth.shape[1], scheme_file)
+    weights = fit_weights(members, truth, scheme, per_region)
+    return ValidationFit(weights, scheme, [evaluate_points(m, truth, scheme) for m in members],
+                         evaluate_points(combine(members, weights, scheme), truth, scheme))

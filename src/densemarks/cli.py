@@ -272,10 +272,7 @@ def clean(
     with atomic_path(out / "exclude.txt") as tmp:
         tmp.write_text("".join(f"{n}\n" for n in ranking.file_names[:count]))
     shown = ranking.rows[:gallery]
-    predicted = None
-    if oof is not None:
-        from densemarks.evaluate import aligned_predictions
-        predicted = aligned_predictions(oof, ranking.file_names[:gallery], training.scheme.num_points)
+    predicted = None if ranking.oof_points is None else ranking.oof_points[:gallery]
     captions = [f"#{i + 1} {n[:18]} z={s:.1f}" for i, (n, s) in
                 enumerate(zip(ranking.file_names[:gallery], ranking.score[:gallery]))]
     prediction_grid(training.images_dir, ranking.file_names[:gallery],

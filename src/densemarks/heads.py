@@ -27,11 +27,17 @@ class RegressionHead:
         self.loss_fn = get_loss(config.loss)
         self.pixel_scale = torch.tensor([w / 2, h / 2])
 
+    def _scale(self, like: torch.Tensor) -> torch.Tensor:
+        # Moved to the output's device once, not copied to it every step.
+        if self.pixel_scale.device != like.device:
+            self.pixel_scale = self.pixel_scale.to(like.device)
+        return self.pixel_scale
+
     def train_loss(self, model: torch.nn.Module, images: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
         return self.loss(model(images), points)
 
     def loss(self, output: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
-        scale = self.pixel_scale.to(output.device)
+        scale = self._scale(output)
         return self.loss_fn(output.float() * scale, self.codec.encode(points) * scale)
 
     def decode(self, output: torch.Tensor) -> torch.Tensor:

@@ -34,6 +34,7 @@ class NoiseRanking:
     residual: np.ndarray
     shape_residual: np.ndarray
     oof_nme: np.ndarray
+    oof_points: np.ndarray | None  # (N, K, 2) the out-of-fold predictions, ranked order
 
 
 def robust_z(values: np.ndarray) -> np.ndarray:
@@ -84,6 +85,7 @@ def rank_faces(data: TrainingData, oof: Path | None = None) -> NoiseRanking:
     residual, shape_residual = procrustes_residuals(points, data.scheme.norm_points)
     score = robust_z(shape_residual)
     oof_nme = np.full(len(names), np.nan)
+    oof_points = None
     if oof is not None:
         predicted = read_landmarks(oof, cache=False)
         if predicted.num_points != data.scheme.num_points:
@@ -92,10 +94,12 @@ def rank_faces(data: TrainingData, oof: Path | None = None) -> NoiseRanking:
         norm = data.scheme.norm_points
         if norm is None:
             raise DataError(oof, "the scheme has no normalising pair; out-of-fold NME needs one")
-        oof_nme = per_face_nme(np.asarray(predicted.points, dtype=np.float64)[rows], points, norm)
+        oof_points = np.asarray(predicted.points, dtype=np.float64)[rows]
+        oof_nme = per_face_nme(oof_points, points, norm)
         score = (score + robust_z(oof_nme)) / 2
     order = np.argsort(-score, kind="stable")
-    return NoiseRanking(names[order], order, score[order], residual[order], shape_residual[order], oof_nme[order])
+    return NoiseRanking(names[order], order, score[order], residual[order], shape_residual[order], oof_nme[order],
+                        None if oof_points is None else oof_points[order])
 
 
 def write_ranking(ranking: NoiseRanking, out: Path) -> None:

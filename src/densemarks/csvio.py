@@ -361,3 +361,65 @@ def write_test_points(path: str | Path, test_points: RequestedPoints) -> None:
                       "point_index_list": lists})
     write_table(path, table, delimiter="\t")
 
+
+
+@dataclass(frozen=True)
+class PhotoFaces:
+    """Annotated faces in photos (faces.csv): several rows per photo. file_names (N,) str,
+    faces (N,) int64 (the face's number within its photo), points (N, K, 2) float64 in the
+    photo's pixels as displayed."""
+
+    file_names: np.ndarray
+    faces: np.ndarray
+    points: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.file_names)
+
+
+def read_photo_faces(path: str | Path) -> PhotoFaces:
+    """Load a faces.csv: tab-separated `file_name`, `face`, then `Point_i_X`, `Point_i_Y`.
+    Annotation files are small, so this checks cell by cell and names the line of any problem."""
+    path = Path(path)
+    header = _read_header(path)
+    if len(header) < 2 or header[1] != "face":
+        raise DataError(path, "second column must be 'face' (file_name, face, Point_0_X, ...)", line=1)
+    num_points = _check_landmark_header(path, [header[0], *header[2:]])
+    names, faces, values, seen = [], [], [], {}
+    with open(path, newline="") as f:
+        reader = csv.reader(f, delimiter="\t")
+        next(reader)
+        for line, row in enumerate(reader, start=2):
+            if len(row) != len(header):
+                raise DataError(path, f"{len(row)} columns, expected {len(header)}", line=line)
+            try:
+                face = int(row[1])
+            except ValueError:
+                raise DataError(path, f"face is {row[1]!r}, not an integer", line=line) from None
+            if (row[0], face) in seen:
+                raise DataError(path, f"face {face} of {row[0]} repeated (first on line {seen[row[0], face]})",
+                                line=line)
+            seen[row[0], face] = line
+            try:
+                numbers = [float(cell) for cell in row[2:]]
+            except ValueError:
+                bad = next(i for i, cell in enumerate(row[2:]) if not _is_float(cell))
+                raise DataError(path, f"{header[bad + 2]} is {row[bad + 2]!r}, not a number", line=line) from None
+            if not all(np.isfinite(numbers)):
+                bad = int(np.flatnonzero(~np.isfinite(numbers))[0])
+                raise DataError(path, f"{header[bad + 2]} is {row[bad + 2]}, expected a finite number", line=line)
+            names.append(row[0])
+            faces.append(face)
+            values.append(numbers)
+    if not names:
+        raise DataError(path, "no data rows after the header")
+    return PhotoFaces(np.asarray(names, dtype=str), np.asarray(faces, dtype=np.int64),
+                      np.asarray(values, dtype=np.float64).reshape(-1, num_points, 2))
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from densemarks import distributed, geometry
+from densemarks import distributed
 from densemarks.augment import LandmarkTransform, to_original
 from densemarks.csvio import (RequestedPoints, write_table, read_landmarks, read_test_points,
                               rows_for)
@@ -36,24 +36,15 @@ def predict_folder(checkpoint: str | Path, data: str | Path, *, flip_tta: bool =
 def mean_shape_baseline(train_points: np.ndarray, train_names: np.ndarray, train_images: Path,
                         test_names: np.ndarray, test_images: Path, transform: LandmarkTransform) -> np.ndarray:
     """Every test face gets the mean training shape, placed in the model's input frame (the
-    mean of the training points mapped into each training image's input frame) and mapped back
-    through the test image's own frame. The reference any model must beat."""
-    from densemarks.images import load_image
-    framed = []
-    for name, points in zip(train_names, train_points):
-        matrix, _ = _frame(load_image(train_images / name), transform)
-        framed.append(geometry.apply(matrix, np.asarray(points, dtype=np.float64)))
-    mean = np.mean(framed, axis=0)
-    out = []
-    for name in test_names:
-        matrix, _ = _frame(load_image(test_images / name), transform)
-        out.append(to_original(mean, matrix))
-    return np.asarray(out, dtype=np.float32)
-
-
-def _frame(image, transform: LandmarkTransform):
+    training framing's mean shape) and mapped back through the test image's own frame. The
+    reference any model must beat."""
     from densemarks.augment import sample_matrix
-    return sample_matrix(image, transform.config, None)
+    from densemarks.framing import frame_training_faces
+    from densemarks.images import load_image
+    mean = frame_training_faces(train_images, train_names, train_points, transform.config).mean_shape
+    out = [to_original(mean, sample_matrix(load_image(test_images / name), transform.config, None)[0])
+           for name in test_names]
+    return np.asarray(out, dtype=np.float32)
 
 
 def submission_table(predictions_csv: str | Path, test_points_csv: str | Path) -> pa.Table:

@@ -44,6 +44,23 @@ def align(shapes: np.ndarray, reference: np.ndarray) -> Alignment:
     return Alignment(aligned, _roll_of(rotation), scale, np.clip(1 - correlation ** 2, 0, 1))
 
 
+def similarity_matrices(shapes: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """(N, 3, 3) matrices of the same least-squares similarities as `align`: each maps its shape
+    (pixels of that shape) onto the reference, for use with `geometry.apply`."""
+    x = np.asarray(shapes, dtype=np.float64)
+    y = np.asarray(reference, dtype=np.float64)
+    x_mean, y_mean = x.mean(axis=1), y.mean(axis=0)
+    xc, yc = x - x_mean[:, None], y - y_mean
+    rotation, singular = _best_rotation(xc, yc)
+    scale = singular / np.maximum((xc ** 2).sum(axis=(1, 2)), 1e-12)
+    linear = scale[:, None, None] * rotation.transpose(0, 2, 1)  # row form x @ R is R^T x
+    out = np.zeros((len(x), 3, 3))
+    out[:, :2, :2] = linear
+    out[:, :2, 2] = y_mean - np.einsum("nij,nj->ni", linear, x_mean)
+    out[:, 2, 2] = 1.0
+    return out
+
+
 def _best_rotation(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Rotations R (N, 2, 2) maximising sum_k x[n, k] @ R . y[k] (row vectors, no reflection),
     and the attained maxima (the reflection-corrected singular value sums)."""

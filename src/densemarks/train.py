@@ -30,6 +30,7 @@ from densemarks.csvio import write_landmarks
 from densemarks.dataset import (LandmarkDataset, TrainingData, fold_indices, open_training_data,
                                 split_indices)
 from densemarks.errors import DataError
+from densemarks.framing import frame_training_faces
 from densemarks.fileio import atomic_path
 from densemarks.heads import make_head
 from densemarks.metrics import Metrics, evaluate_points
@@ -259,6 +260,11 @@ def train(data_dir: str | Path, config: TrainConfig, out: str | Path, *, resume:
     val_set = LandmarkDataset(data.images_dir, data.table.file_names[val_rows], data.table.points[val_rows],
                               LandmarkTransform(eval_config(config), scheme.flip_index), config.seed, store)
     val_truth = np.asarray(data.table.points[val_rows], dtype=np.float64)
+    framing = None
+    if ctx.main:  # how faces sit in the crops: what the photo pipeline reproduces (framing.py)
+        framing = frame_training_faces(data.images_dir, data.table.file_names[train_rows],
+                                       data.table.points[train_rows], eval_config(config), store,
+                                       limit=512, seed=config.split_seed).to_dict()
 
     model = build_model(config, scheme.num_points, config.weights).to(device)
     use_cuda = device.type == "cuda"
@@ -355,7 +361,7 @@ def train(data_dir: str | Path, config: TrainConfig, out: str | Path, *, resume:
         if ctx.main:
             state = dict(model=model.state_dict(), optimizer=optimizer.state_dict(),
                          scheduler=scheduler.state_dict() if scheduler is not None else {},
-                         epoch=epoch, config=cfg.to_dict(config), scheme=scheme.to_dict(),
+                         epoch=epoch, config=cfg.to_dict(config), scheme=scheme.to_dict(), framing=framing,
                          history=history, rng=_rng_state(),
                          split={"folds": config.folds, "fold": config.fold, "split_seed": config.split_seed,
                                 "val_rows": val_rows.tolist(), "faces": len(data.table)},

@@ -1,0 +1,53 @@
+"""Framing: the mean training face in the input frame, and the crop that reproduces it on photos."""
+
+import numpy as np
+
+from densemarks import geometry
+from densemarks.framing import Framing, measure_framing
+from densemarks.shapes import similarity_matrices
+
+
+def _shape(k=20, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.uniform(20, 80, size=(k, 2))
+
+
+def test_similarity_matrices_recover_a_known_transform():
+    ref = _shape()
+    m = geometry.translation(30, -12) @ geometry.rotation(25, (0, 0)) @ np.diag([1.7, 1.7, 1.0])
+    moved = geometry.apply(m, ref)
+    back = similarity_matrices(moved[None], ref)[0]
+    np.testing.assert_allclose(back @ m, np.eye(3), atol=1e-9)
+
+
+def test_region_matrix_frames_a_tilted_face_like_training():
+    # Training: every face has the same shape, boxes of aspect 0.8 stretched to 64 x 64.
+    shape = _shape()
+    size = (64, 64)
+    boxes = [(0, 0, 80, 100), (10, 5, 50, 55), (3, 7, 43, 57)]
+    matrices, points = [], []
+    for x0, y0, x1, y1 in boxes:
+        box_m = geometry.box_to_frame((x0, y0, x1, y1), size, "stretch")
+        # the face fills its box the same way each time
+        placed = geometry.apply(geometry.invert(box_m), geometry.apply(geometry.box_to_frame((0, 0, 80, 100), size, "stretch"), shape))
+        matrices.append(box_m)
+        points.append(placed)
+    framing = measure_framing(np.asarray(matrices), np.asarray(points), size)
+    assert abs(framing.aspect - 0.8) < 1e-9
+    # A photo: the face turned by 30 degrees, twice as large, elsewhere.
+    photo = geometry.translation(400, 250) @ geometry.rotation(30, (0, 0)) @ np.diag([2.0, 2.0, 1.0])
+    face = geometry.apply(photo, points[0])
+    to_input = framing.region_matrix(face)
+    np.testing.assert_allclose(geometry.apply(to_input, face), framing.mean_shape, atol=1e-6)
+    # Batched form agrees.
+    np.testing.assert_allclose(framing.region_matrix(face[None])[0], to_input)
+
+
+def test_shape_in_box_centres_the_mean_shape():
+    framing = Framing(_shape(), 0.8, (64, 64))
+    start = framing.shape_in_box(np.array([[100, 200, 180, 300]]), scale=1.0)[0]
+    lo, hi = start.min(axis=0), start.max(axis=0)
+    np.testing.assert_allclose((lo + hi) / 2, (140, 250), atol=1e-9)
+    np.testing.assert_allclose(np.sqrt(np.prod(hi - lo)), np.sqrt(80 * 100), rtol=1e-9)
+    d = Framing.from_dict(framing.to_dict())
+    np.testing.assert_allclose(d.mean_shape, framing.mean_shape)

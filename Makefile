@@ -13,7 +13,10 @@ SHARED_WEIGHTS := $(wildcard ../shared/weights/*.pth)
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev,photos]'
+	# The default face detector (MTCNN, weights inside the wheel). Without --no-deps its pins
+	# (torch<2.3, numpy<2) would replace ours; it needs nothing beyond what is installed.
+	$(BIN)/pip install -q --no-deps facenet-pytorch==2.6.0
 	touch $(STAMP)
 
 weights:
@@ -30,7 +33,8 @@ demo: $(STAMP) weights
 	$(DM) evaluate --predictions demo/predictions.csv --predictions demo/mean_shape.csv \
 		--answers demo/data/test/answers.csv --points demo/data/test/test_points.csv --json demo/metrics.json
 	$(DM) submit --predictions demo/predictions.csv --points demo/data/test/test_points.csv --out demo/submission.csv
-	@echo "demo done: demo/predictions.png, demo/run/curves.png, demo/metrics.json, demo/submission.csv"
+	$(DM) export --checkpoint demo/run/best.pt --out demo/model.onnx
+	@echo "demo done: demo/predictions.png, demo/run/curves.png, demo/metrics.json, demo/submission.csv, demo/model.onnx"
 
 test: $(STAMP) weights
 	$(BIN)/python -m pytest -q
@@ -40,6 +44,7 @@ bench: $(STAMP) weights
 	$(BIN)/python benchmarks/augment_speed.py --data ../shared/data/300w-afw-helen/train
 	$(BIN)/python benchmarks/train_throughput.py --data ../shared/data/300w-afw-helen
 	$(BIN)/python benchmarks/heatmap_vs_regression.py
+	$(BIN)/python benchmarks/photo_speed.py --checkpoint $(or $(CKPT),runs/fast/best.pt) --photos ../shared/data/afw-photos
 
 clean:
 	rm -rf demo

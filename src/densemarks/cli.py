@@ -12,6 +12,7 @@ from typing import Annotated, Optional
 import numpy as np
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from densemarks.errors import DataError
 
@@ -295,6 +296,96 @@ def analyze(
     roll = facts["roll_deg"]
     console.print(f"{facts['faces']} faces; roll median {roll['median']:.1f} deg (5-95%: {roll['p5']:.1f} to "
                   f"{roll['p95']:.1f}); {facts['faces_rolled_over_15_deg']} rolled over 15 deg; report in {out}")
+
+
+# Options shared by the photo commands.
+DetectorOption = Annotated[str, typer.Option(help="Face detector: mtcnn, mediapipe, haar or dlib.")]
+BackendOption = Annotated[str, typer.Option(help="torch, or onnx (the model from `densemarks export`).")]
+OnnxOption = Annotated[Optional[Path], typer.Option(help="ONNX file for --backend onnx (default: CKPT with .onnx).")]
+TtaOption = Annotated[str, typer.Option(help="Test-time augmentation: none or flip.")]
+RefineOption = Annotated[int, typer.Option(min=0, help="Re-framing passes after the detector box.")]
+
+
+def _photo_predictor(checkpoint: Path, detector: str, backend: str, onnx: Optional[Path], tta: str, refine: int):
+    from densemarks.photos import Predictor
+
+    if tta not in ("none", "flip"):
+        raise DataError(None, f"--tta {tta!r}: choose none or flip")
+    return Predictor.from_checkpoint(checkpoint, detector=detector, backend=backend, onnx=onnx,
+                                     refine=refine, flip_tta=tta == "flip")
+
+
+@app.command()
+def detect(
+    photos: Annotated[list[Path], typer.Argument(help="Photos, or folders of photos.")],
+    checkpoint: Annotated[Path, typer.Option(help="A checkpoint (RUN/best.pt).")],
+    out: Annotated[Path, typer.Option(help="Output: a .json or .csv file of faces and points.")],
+    detector: DetectorOption = "mtcnn",
+    backend: BackendOption = "torch",
+    onnx: OnnxOption = None,
+    tta: TtaOption = "none",
+    refine: RefineOption = 1,
+    draw: Annotated[Optional[Path], typer.Option(help="Folder for each photo with boxes and points drawn.")] = None,
+):
+    """Find every face in ordinary photos and predict its landmarks, in photo pixels."""
+    from densemarks.photos import detect_photos, list_photos
+
+    files = list_photos(photos)
+    predictor = _photo_predictor(checkpoint, detector, backend, onnx, tta, refine)
+    counts = detect_photos(predictor, files, out, draw)
+    none = [str(f) for f, n in zip(files, counts) if n == 0]
+    console.print(f"{sum(counts)} faces in {len(files)} photos -> {out}" + (f"; pictures in {draw}" if draw else ""))
+    if none:
+        console.print(f"no face found in {len(none)} photo(s): " + ", ".join(none[:5]) + (" ..." if len(none) > 5 else ""))
+
+
+@app.command()
+def export(
+    checkpoint: Annotated[Path, typer.Option(help="A checkpoint (RUN/best.pt).")],
+    out: Annotated[Path, typer.Option(help="ONNX file to write.")],
+    opset: Annotated[int, typer.Option(help="ONNX opset.")] = 18,
+):
+    """Export the model with its decoding to ONNX; verified against torch before it is kept."""
+    from densemarks.export import export_onnx
+
+    result = export_onnx(checkpoint, out, opset=opset)
+    h, w = result.input_size
+    console.print(f"wrote {out}: input images (B, 3, {h}, {w}) normalised, output points (B, K, 2) input pixels; "
+                  f"ONNX Runtime vs torch max difference {result.max_abs_diff:.2e} px")
+
+
+@app.command("evaluate-photos")
+def evaluate_photos_command(
+    checkpoint: Annotated[Path, typer.Option(help="A checkpoint (RUN/best.pt).")],
+    data: Annotated[Path, typer.Option(help="Folder with images/ and faces.csv (file_name, face, points).")],
+    detector: DetectorOption = "mtcnn",
+    backend: BackendOption = "torch",
+    onnx: OnnxOption = None,
+    tta: TtaOption = "none",
+    refine: RefineOption = 1,
+    min_iou: Annotated[float, typer.Option(help="Box overlap for a detection to count as a face.")] = 0.4,
+    limit: Annotated[Optional[int], typer.Option(help="Only the first N photos.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Folder for per_face.csv, report.json, examples.png.")] = None,
+):
+    """Detection recall, NME over found faces, failure rate (missed faces fail), time per photo."""
+    import json
+
+    from densemarks.photo_eval import evaluate_photos, write_photo_report
+
+    predictor = _photo_predictor(checkpoint, detector, backend, onnx, tta, refine)
+    drawn = []
+    report = evaluate_photos(predictor, data, min_iou=min_iou, limit=limit,
+                             on_photo=(lambda *a: drawn.append(a) if len(drawn) < 12 else None) if out else None)
+    summary = report.summary()
+    table = Table("photos", "faces", "found", "recall", "NME %", "NME median", "failure % (missed count)", "ms/photo")
+    table.add_row(str(report.photos), str(report.faces), str(report.found), f"{report.recall:.3f}",
+                  f"{report.nme:.2f}", f"{report.nme_median:.2f}", f"{report.failure_rate:.1f}",
+                  f"{report.ms_per_photo:.0f}")
+    console.print(table)
+    console.print(json.dumps(summary))
+    if out is not None:
+        write_photo_report(report, drawn, out)
+        console.print(f"per-face results and pictures in {out}")
 
 
 def _main_process() -> bool:

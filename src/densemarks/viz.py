@@ -46,3 +46,26 @@ def prediction_grid(images_dir: Path, names, points: np.ndarray, out: Path, trut
     grid = np.vstack([np.hstack(tiles[r:r + columns]) for r in range(0, len(tiles), columns)])
     with atomic_path(out) as tmp:
         cv2.imwrite(str(tmp), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
+
+
+def draw_faces(pixels: np.ndarray, faces, truth: list[np.ndarray] | None = None) -> np.ndarray:
+    """A copy of an RGB photo with each face's box (yellow) and points (green); truth point sets
+    (red) beneath when given. faces: objects with .box (4,) and .points (K, 2)."""
+    image = draw_points(pixels, np.zeros((0, 2)))
+    for pts in truth or []:
+        image = draw_points(image, np.zeros((0, 2)), truth=pts)
+    thickness = max(1, round(min(image.shape[:2]) / 300))
+    for face in faces:
+        x0, y0, x1, y1 = np.round(face.box).astype(int)
+        cv2.rectangle(image, (int(x0), int(y0)), (int(x1), int(y1)), (255, 220, 0), thickness, cv2.LINE_AA)
+        image = draw_points(image, face.points)
+    return image
+
+
+def save_rgb(path: Path, pixels: np.ndarray) -> None:
+    """Write an RGB array as an image file (format from the suffix), atomically."""
+    with atomic_path(path) as tmp:
+        ok, encoded = cv2.imencode(Path(path).suffix or ".png", cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR))
+        if not ok:
+            raise ValueError(f"cannot encode {path}")
+        tmp.write_bytes(encoded.tobytes())

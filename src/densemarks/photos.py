@@ -1,0 +1,245 @@
+"""Landmarks on ordinary photos: detect faces, cut each out framed as the model's training crops
+(one affine warp), predict, map the points back to photo pixels.
+
+    predictor = Predictor.from_checkpoint("runs/fast/best.pt", detector="mtcnn")
+    faces = predictor("group.jpg")        # list[Face]: box, points (K, 2) photo pixels, score
+
+The first crop comes from the detector's box (its `box_prior` places the mean training face in
+it); each refinement pass fits the mean face to the points just predicted (a similarity, so a
+tilted face is cut out upright) and predicts again. Backends: torch (the checkpoint's model) or
+ONNX Runtime (a file from `densemarks export`); both run `export.InferenceModel`'s computation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from densemarks import geometry
+from densemarks.augment import IMAGENET_MEAN, IMAGENET_STD, warp
+from densemarks.detect import Detection, create_detector
+from densemarks.errors import DataError
+from densemarks.framing import Framing
+from densemarks.images import LoadedImage, load_image
+
+
+@dataclass(frozen=True)
+class Face:
+    """box (4,) x0, y0, x1, y1 and points (K, 2), photo pixels as displayed (EXIF applied);
+    score: the detector's confidence (nan for faces given by the caller)."""
+
+    box: np.ndarray
+    points: np.ndarray
+    score: float
+
+
+class TorchLandmarker:
+    """Crops (B, 3, H, W) float32 network input -> points (B, K, 2) input pixels, in torch."""
+
+    def __init__(self, model, threads: int | None = None):
+        import torch
+        if threads:
+            torch.set_num_threads(threads)
+        self.torch = torch
+        self.model = model.eval()
+
+    def __call__(self, crops: np.ndarray) -> np.ndarray:
+        with self.torch.inference_mode():
+            return self.model(self.torch.from_numpy(crops)).numpy()
+
+
+class OnnxLandmarker:
+    """The same computation from an exported ONNX file, in ONNX Runtime (CPU)."""
+
+    def __init__(self, path: str | Path, threads: int | None = None):
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise DataError(None, "the onnx backend needs onnxruntime: pip install onnxruntime") from None
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own types for missing or broken files
+            raise DataError(path, f"cannot load ONNX model ({str(exc).splitlines()[0][:120]})") from None
+        self.input = self.session.get_inputs()[0].name
+
+    def __call__(self, crops: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input: crops})[0]
+
+
+class Predictor:
+    """Detector + landmark model. `refine` re-framing passes after the detector-box pass;
+    `flip_tta` averages each crop with its mirror (points renamed by the flip index)."""
+
+    def __init__(self, landmarker, framing: Framing, flip_index: np.ndarray, *, detector=None,
+                 normalize: bool = True, refine: int = 1, flip_tta: bool = False,
+                 norm_points: tuple[int, int] | None = None):
+        self.landmarker = landmarker
+        self.norm_points = norm_points  # the scheme's NME pair, for evaluation
+        self.framing = framing
+        self.flip_index = np.asarray(flip_index)
+        self.detector = detector
+        self.normalize = normalize
+        self.refine = refine
+        self.flip_tta = flip_tta
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: str | Path, *, detector: str | object | None = "mtcnn",
+                        backend: str = "torch", onnx: str | Path | None = None, threads: int | None = None,
+                        refine: int = 1, flip_tta: bool = False) -> "Predictor":
+        """backend "torch" runs the checkpoint's model; "onnx" runs `onnx` (default: the
+        checkpoint's path with .onnx). detector: a name for `create_detector`, an object, or None
+        (then only `predict_faces` with given boxes or points works)."""
+        from densemarks.export import inference_model
+        from densemarks.train import load_checkpoint
+        state = load_checkpoint(checkpoint)
+        framing = framing_of(state, checkpoint)
+        if backend == "torch":
+            landmarker = TorchLandmarker(inference_model(state), threads)
+        elif backend == "onnx":
+            landmarker = OnnxLandmarker(onnx or Path(checkpoint).with_suffix(".onnx"), threads)
+        else:
+            raise DataError(None, f"unknown backend {backend!r}; choose torch or onnx")
+        if isinstance(detector, str):
+            detector = create_detector(detector)
+        scheme = state["scheme"]
+        norm = scheme.get("norm_points")
+        return cls(landmarker, framing, np.asarray(scheme["flip_index"]), detector=detector,
+                   normalize=state["config"]["augment"].get("normalize", True), refine=refine, flip_tta=flip_tta,
+                   norm_points=tuple(norm) if norm else None)
+
+    def __call__(self, photo: str | Path | np.ndarray | LoadedImage) -> list[Face]:
+        """Every face the detector finds, best score first; [] when there is none."""
+        if self.detector is None:
+            raise DataError(None, "this predictor has no detector; give boxes to predict_faces")
+        image = as_loaded(photo)
+        detections = self.detector(image.pixels)
+        return self.predict_faces(image, detections)
+
+    def predict_faces(self, photo, detections: list[Detection] | np.ndarray) -> list[Face]:
+        """Points for given faces: Detection objects, or boxes (N, 4) in photo pixels."""
+        image = as_loaded(photo)
+        if isinstance(detections, np.ndarray) or (detections and not isinstance(detections[0], Detection)):
+            boxes = np.asarray(detections, dtype=np.float64).reshape(-1, 4)
+            detections = [Detection(b, float("nan")) for b in boxes]
+        if not detections:
+            return []
+        boxes = np.stack([d.box for d in detections])
+        prior = getattr(self.detector, "box_prior", None)
+        start = self.framing.shape_in_box(boxes, (prior.dx, prior.dy), prior.scale) if prior else \
+            self.framing.shape_in_box(boxes)
+        points = self.landmarks(image, start)
+        return [Face(d.box, p, d.score) for d, p in zip(detections, points)]
+
+    def landmarks(self, photo, start: np.ndarray) -> np.ndarray:
+        """Points (N, K, 2) in photo pixels from rough points `start` (N, K, 2): 1 + refine passes."""
+        image = as_loaded(photo)
+        points = np.asarray(start, dtype=np.float64)
+        for _ in range(1 + self.refine):
+            points = self._predict(image, self.framing.region_matrix(points))
+        return points
+
+    def _predict(self, image: LoadedImage, matrices: np.ndarray) -> np.ndarray:
+        crops = np.stack([warp(image, m, self.framing.size)[..., :3] for m in matrices])  # (N, H, W, 3)
+        batch = self._network_input(crops)
+        points = self.landmarker(batch).astype(np.float64)
+        if self.flip_tta:
+            mirrored = self.landmarker(np.ascontiguousarray(batch[..., ::-1]))[:, self.flip_index].astype(np.float64)
+            mirrored[..., 0] = (self.framing.size[1] - 1) - mirrored[..., 0]
+            points = (points + mirrored) / 2
+        return geometry.apply(np.linalg.inv(matrices), points)
+
+    def _network_input(self, crops: np.ndarray) -> np.ndarray:
+        x = crops.astype(np.float32) / 255.0
+        if self.normalize:
+            x = (x - IMAGENET_MEAN) / IMAGENET_STD
+        return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+
+
+def framing_of(state: dict, checkpoint) -> Framing:
+    if not state.get("framing"):
+        raise DataError(checkpoint, "checkpoint has no framing (how faces sit in its training crops; "
+                        "checkpoints from before the photo pipeline lack it): train it again")
+    return Framing.from_dict(state["framing"])
+
+
+def as_loaded(photo) -> LoadedImage:
+    """A path (EXIF orientation applied, any mode), an (H, W, 3) uint8 RGB array, or a LoadedImage."""
+    if isinstance(photo, LoadedImage):
+        return photo
+    if isinstance(photo, np.ndarray):
+        if photo.ndim != 3 or photo.shape[2] != 3 or photo.dtype != np.uint8:
+            raise DataError(None, f"expected an (H, W, 3) uint8 RGB array, got {photo.shape} {photo.dtype}")
+        h, w = photo.shape[:2]
+        return LoadedImage(photo, (w, h), np.eye(3))
+    return load_image(photo)
+
+
+PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
+
+
+def list_photos(paths: list[Path]) -> list[Path]:
+    """The given files, and the image files (by suffix, sorted) of the given folders."""
+    files = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES and not p.name.startswith("."))
+            if not found:
+                raise DataError(path, "no photos in folder")
+            files.extend(found)
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise DataError(path, "photo not found")
+    return files
+
+
+def detect_photos(predictor: Predictor, files: list[Path], out: Path, draw: Path | None = None,
+                  quiet: bool = False) -> list[int]:
+    """Run the predictor on each file; write `out` (.json: every photo with its faces' boxes,
+    scores and points; .csv: one row per face) atomically; with `draw`, each photo with its faces
+    drawn as draw/<name>.jpg. Returns the number of faces per photo."""
+    import json
+
+    from tqdm import tqdm
+
+    from densemarks.fileio import atomic_path
+    from densemarks.viz import draw_faces, save_rgb
+
+    out = Path(out)
+    if out.suffix.lower() not in (".json", ".csv"):
+        raise DataError(out, "output must end in .json or .csv")
+    records = []
+    for path in tqdm(files, desc="photos", unit="photo", disable=quiet):
+        image = load_image(path)
+        faces = predictor(image)
+        w, h = image.original_size
+        records.append({"file": str(path), "width": w, "height": h,
+                        "faces": [{"box": f.box.round(2).tolist(), "score": round(float(f.score), 4),
+                                   "points": f.points.round(2).tolist()} for f in faces]})
+        if draw is not None:
+            Path(draw).mkdir(parents=True, exist_ok=True)
+            save_rgb(Path(draw) / f"{path.stem}.jpg", draw_faces(image.pixels, faces))
+    with atomic_path(out) as tmp:
+        if out.suffix.lower() == ".json":
+            tmp.write_text(json.dumps(records))
+        else:
+            _write_faces_csv(tmp, records, predictor.framing.mean_shape.shape[0])
+    return [len(r["faces"]) for r in records]
+
+
+def _write_faces_csv(path: Path, records: list[dict], k: int) -> None:
+    import csv
+
+    from densemarks.csvio import point_columns
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f, delimiter="\t", lineterminator="\n")
+        writer.writerow(["file_name", "face", "score", "box_x0", "box_y0", "box_x1", "box_y1", *point_columns(k)])
+        for r in records:
+            for i, face in enumerate(r["faces"]):
+                writer.writerow([Path(r["file"]).name, i, face["score"], *face["box"],
+                                 *np.ravel(face["points"]).tolist()])

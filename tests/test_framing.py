@@ -33,21 +33,32 @@ def test_region_matrix_frames_a_tilted_face_like_training():
         matrices.append(box_m)
         points.append(placed)
     framing = measure_framing(np.asarray(matrices), np.asarray(points), size)
-    assert abs(framing.aspect - 0.8) < 1e-9
+    lo, hi = points[0].min(axis=0), points[0].max(axis=0)
+    side = np.sqrt(np.prod(hi - lo))
+    np.testing.assert_allclose(framing.region[2:], (80 / side, 100 / side), rtol=1e-9)
+    # Region centre (39.5, 49.5): the box (0, 0, 80, 100) is in pixel edges, points in centres.
+    np.testing.assert_allclose(framing.region[:2], ((39.5 - (lo[0] + hi[0]) / 2) / (hi - lo)[0],
+                                                    (49.5 - (lo[1] + hi[1]) / 2) / (hi - lo)[1]), atol=1e-9)
     # A photo: the face turned by 30 degrees, twice as large, elsewhere.
     photo = geometry.translation(400, 250) @ geometry.rotation(30, (0, 0)) @ np.diag([2.0, 2.0, 1.0])
     face = geometry.apply(photo, points[0])
     to_input = framing.region_matrix(face)
     np.testing.assert_allclose(geometry.apply(to_input, face), framing.mean_shape, atol=1e-6)
-    # Batched form agrees.
+    # Batched form agrees; without `upright` the frame stays aligned with the photo's axes.
     np.testing.assert_allclose(framing.region_matrix(face[None])[0], to_input)
+    axis_aligned = framing.region_matrix(face, upright=False)
+    assert abs(axis_aligned[0, 1]) < 1e-12 and abs(axis_aligned[1, 0]) < 1e-12
 
 
 def test_shape_in_box_centres_the_mean_shape():
-    framing = Framing(_shape(), 0.8, (64, 64))
+    framing = Framing(_shape(), (0.0, -0.1, 1.2, 1.5), (64, 64))
     start = framing.shape_in_box(np.array([[100, 200, 180, 300]]), scale=1.0)[0]
     lo, hi = start.min(axis=0), start.max(axis=0)
     np.testing.assert_allclose((lo + hi) / 2, (140, 250), atol=1e-9)
+    # Undistorted: the mean face's box keeps its proportions in region units.
+    face = framing.mean_face()
+    (fw, fh) = face.max(axis=0) - face.min(axis=0)
+    np.testing.assert_allclose((hi - lo)[0] / (hi - lo)[1], fw / fh, rtol=1e-9)
     np.testing.assert_allclose(np.sqrt(np.prod(hi - lo)), np.sqrt(80 * 100), rtol=1e-9)
     d = Framing.from_dict(framing.to_dict())
     np.testing.assert_allclose(d.mean_shape, framing.mean_shape)

@@ -2,13 +2,17 @@
 
 Training crops are whole images (black borders removed, then stretched, covered or fitted to the
 input size). A model only works on crops framed like those. `Framing` records that framing from
-the training set: the mean shape in network-input pixels and the median aspect (width / height,
-in original pixels) of the image region the input covers. It is stored in every checkpoint.
+the training set, in terms of each face's landmark bounding box: the median offset of the
+region the input shows from the box centre (in box widths and heights) and the region's width
+and height in units of the box's geometric-mean side (so a turned head, whose box is narrow,
+still gets the crop size a frontal face of its height gets, as in the training crops). It also
+keeps the mean face in input pixels, which places a first guess in a detector's box. It is
+stored in every checkpoint.
 
-On a photo, `region_matrix` fits the mean shape onto a face's points (a similarity: shift,
-scale, in-plane rotation; least squares over all points) and returns the one 3x3 matrix from
-photo pixels to input pixels that frames that face as training did (upright, even when the face
-is tilted in the photo). `shape_in_box` gives the starting points for a detector box.
+On a photo, `region_matrix` turns a face's points (a first guess, or a prediction) into the one
+3x3 matrix from photo pixels to input pixels that frames that face as training did; with
+`upright` it first turns the frame by the face's roll (from a similarity fit of the mean face),
+so a tilted face is cut out upright.
 """
 
 from __future__ import annotations
@@ -25,49 +29,62 @@ from densemarks.shapes import similarity_matrices
 @dataclass(frozen=True)
 class Framing:
     """mean_shape (K, 2) float64: the mean training face in input pixels of an input of `size`
-    (height, width); aspect: median width / height of the original-image region an input shows."""
+    (height, width); region (4,): the input's region relative to a face's landmark box: centre
+    offset (x in box widths, y in box heights) and width and height in box sides (sqrt(w * h))."""
 
     mean_shape: np.ndarray
-    aspect: float
+    region: tuple[float, float, float, float]
     size: tuple[int, int]
 
     def to_dict(self) -> dict:
         return {"mean_shape": np.asarray(self.mean_shape, dtype=np.float64).tolist(),
-                "aspect": float(self.aspect), "size": list(self.size)}
+                "region": [float(v) for v in self.region], "size": list(self.size)}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Framing":
-        return cls(np.asarray(d["mean_shape"], dtype=np.float64), float(d["aspect"]),
+        return cls(np.asarray(d["mean_shape"], dtype=np.float64), tuple(float(v) for v in d["region"]),
                    (int(d["size"][0]), int(d["size"][1])))
 
-    def _metric_to_input(self) -> np.ndarray:
-        """Region units (pixel edges; height 1, width aspect) -> input pixels."""
+    def mean_face(self) -> np.ndarray:
+        """The mean face undistorted: input pixels scaled back by the crop's stretch (K, 2)."""
         h, w = self.size
-        return geometry.translation(-0.5, -0.5) @ np.diag([w / self.aspect, float(h), 1.0])
+        _, _, rw, rh = self.region
+        return self.mean_shape / (w / rw, h / rh)
 
-    def mean_shape_metric(self) -> np.ndarray:
-        """The mean shape in region units: undistorted, so a similarity can fit it to a face."""
-        return geometry.apply(geometry.invert(self._metric_to_input()), self.mean_shape)
-
-    def region_matrix(self, points: np.ndarray) -> np.ndarray:
+    def region_matrix(self, points: np.ndarray, upright: bool = True) -> np.ndarray:
         """(N, K, 2) or (K, 2) face points in photo pixels -> (N, 3, 3) or (3, 3) matrices from
         photo pixels to input pixels that frame each face like a training crop."""
         points = np.asarray(points, dtype=np.float64)
         single = points.ndim == 2
-        to_metric = similarity_matrices(points.reshape(-1, *points.shape[-2:]), self.mean_shape_metric())
-        matrices = self._metric_to_input() @ to_metric
+        points = points.reshape(-1, *points.shape[-2:])
+        turn = np.tile(np.eye(3), (len(points), 1, 1))
+        if upright:  # the rotation part of the similarity onto the mean face, about the centroid
+            linear = similarity_matrices(points, self.mean_face())[:, :2, :2]
+            rotation = linear / np.sqrt(np.abs(np.linalg.det(linear)))[:, None, None]
+            centre = points.mean(axis=1)
+            turn[:, :2, :2] = rotation
+            turn[:, :2, 2] = centre - np.einsum("nij,nj->ni", rotation, centre)
+        turned = geometry.apply(turn, points)
+        lo, hi = turned.min(axis=1), turned.max(axis=1)
+        size = hi - lo
+        side = np.sqrt(np.maximum(size[:, 0] * size[:, 1], 1e-12))
+        ox, oy, w, h = self.region
+        centre = (lo + hi) / 2 + size * (ox, oy)
+        half = np.stack([w * side, h * side], axis=1) / 2
+        boxes = np.concatenate([centre - half, centre + half], axis=1) + 0.5  # to pixel edges
+        matrices = np.stack([geometry.box_to_frame(tuple(b), self.size, "stretch") for b in boxes]) @ turn
         return matrices[0] if single else matrices
 
     def shape_in_box(self, boxes: np.ndarray, centre_shift: tuple[float, float] = (0.0, 0.0),
                      scale: float = 1.0) -> np.ndarray:
         """Starting points for detector boxes (N, 4) x0, y0, x1, y1 in photo pixels: the mean
-        shape with its bounding box centred on the box (moved by centre_shift times the box's
-        width and height) and its geometric-mean side equal to scale times the box's."""
+        face (undistorted by the input's stretch) with its bounding box centred on the box (moved
+        by centre_shift times the box's width and height) and its geometric-mean side equal to
+        scale times the box's."""
         boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-        shape = self.mean_shape_metric()
+        shape = self.mean_face()
         lo, hi = shape.min(axis=0), shape.max(axis=0)
-        side = np.sqrt(np.prod(hi - lo))
-        unit = (shape - (lo + hi) / 2) / side  # bounding box centred at 0, geometric side 1
+        unit = (shape - (lo + hi) / 2) / np.sqrt(np.prod(hi - lo))
         bw, bh = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
         cx = (boxes[:, 0] + boxes[:, 2]) / 2 + centre_shift[0] * bw
         cy = (boxes[:, 1] + boxes[:, 3]) / 2 + centre_shift[1] * bh
@@ -77,14 +94,21 @@ class Framing:
 
 def measure_framing(matrices: np.ndarray, points: np.ndarray, size: tuple[int, int]) -> Framing:
     """Framing from training faces: matrices (N, 3, 3) original pixels -> input pixels (the
-    evaluation geometry, no jitter) and the faces' points (N, K, 2) in original pixels."""
+    evaluation geometry: no rotation, no jitter) and the faces' points (N, K, 2) in original
+    pixels. Medians, so a few odd crops do not move it."""
     matrices = np.asarray(matrices, dtype=np.float64)
-    framed = geometry.apply(matrices, np.asarray(points, dtype=np.float64))
+    points = np.asarray(points, dtype=np.float64)
     h, w = size
-    # The input's width and height measured in original pixels (no rotation at evaluation).
-    widths = w / np.abs(matrices[:, 0, 0])
-    heights = h / np.abs(matrices[:, 1, 1])
-    return Framing(framed.mean(axis=0), float(np.median(widths / heights)), (int(h), int(w)))
+    corners = geometry.apply(np.linalg.inv(matrices), np.array([[-0.5, -0.5], [w - 0.5, h - 0.5]])[None])
+    region_lo, region_hi = corners.min(axis=1), corners.max(axis=1)  # (N, 2) each, pixel edges
+    lo, hi = points.min(axis=1), points.max(axis=1)
+    box = np.maximum(hi - lo, 1e-9)
+    side = np.sqrt(box[:, 0] * box[:, 1])
+    offset = ((region_lo + region_hi) / 2 - (lo + hi) / 2) / box
+    extent = (region_hi - region_lo) / side[:, None]
+    region = (*np.median(offset, axis=0), *np.median(extent, axis=0))
+    framed = geometry.apply(matrices, points)
+    return Framing(framed.mean(axis=0), tuple(float(v) for v in region), (int(h), int(w)))
 
 
 def frame_training_faces(images_dir: Path, file_names: np.ndarray, points: np.ndarray, config,

@@ -43,7 +43,7 @@ def main() -> None:
     parser.add_argument("--photos", type=Path, required=True)
     parser.add_argument("--repeats", type=int, default=200)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--refine", type=int, default=1)
+    parser.add_argument("--refine", type=int, nargs="+", default=[0, 1])
     args = parser.parse_args()
     table = read_photo_faces(args.photos / "faces.csv")
     rng = np.random.default_rng(0)
@@ -55,19 +55,23 @@ def main() -> None:
         export = export_onnx(args.checkpoint, onnx)
         h, w = export.input_size
         print(f"model {args.checkpoint}, input {h}x{w}, ONNX max difference {export.max_abs_diff:.2e} px; "
-              f"{len(faces)} faces of {args.photos}, refine={args.refine}")
-        print("| backend | threads | network ms/face | landmark step ms/face |")
-        print("|---|---|---|---|")
+              f"{len(faces)} faces of {args.photos}")
+        steps = " | ".join(f"landmark step, refine={r}" for r in args.refine)
+        print(f"| backend | threads | network | {steps} |  (ms per face, medians)")
+        print("|---|---|---|" + "---|" * len(args.refine))
         for threads in args.threads:
             torch.set_num_threads(threads)
             for backend in ("torch", "onnx"):
                 predictor = Predictor.from_checkpoint(args.checkpoint, detector=None, backend=backend,
-                                                      onnx=onnx, threads=threads, refine=args.refine)
+                                                      onnx=onnx, threads=threads)
                 crops = [np.random.default_rng(i).standard_normal((1, 3, h, w), dtype=np.float32)
                          for i in range(len(faces))]
                 network = median_ms(predictor.landmarker, crops)
-                step = median_ms(lambda face: predictor.landmarks(face[0], face[1]), faces)
-                print(f"| {backend} | {threads} | {network:.2f} | {step:.2f} |")
+                cells = []
+                for refine in args.refine:
+                    predictor.refine = refine
+                    cells.append(f"{median_ms(lambda face: predictor.landmarks(face[0], face[1]), faces):.2f}")
+                print(f"| {backend} | {threads} | {network:.2f} | {' | '.join(cells)} |")
 
 
 if __name__ == "__main__":

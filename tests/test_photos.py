@@ -185,3 +185,20 @@ def test_evaluate_photos_command(model, photo, tmp_path):
     (folder / "faces.csv").write_text("\n".join(rows[:2] + [rows[2].replace("\t1\t", "\tone\t", 1)]) + "\n")
     bad = densemarks("evaluate-photos", "--checkpoint", model, "--data", folder, check=False)
     assert bad.returncode == 2 and "line 3" in bad.stderr and "face is 'one'" in bad.stderr
+
+
+def test_region_crop_equals_warping_the_whole_photo(model, photo):
+    from densemarks.augment import warp
+    from densemarks.geometry import box_to_frame
+    from densemarks.photos import Predictor
+    path, truth, _ = photo
+    predictor = Predictor.from_checkpoint(model, detector=None)
+    image = load_image(path)
+    # Faces framed as the pipeline does, and boxes from tiny (upsampled) to the whole photo
+    # (shrunk by the pyramid), partly outside the photo.
+    matrices = [predictor.framing.region_matrix(t) for t in truth]
+    matrices += [box_to_frame(b, predictor.framing.size, "stretch")
+                 for b in [(100, 100, 130, 140), (-200, -50, 500, 600), (0, 0, CANVAS[1], CANVAS[0]), (700, 500, 900, 700)]]
+    for m in matrices:
+        whole = warp(image, m, predictor.framing.size)[..., :3].astype(int)
+        assert np.abs(predictor._crop(image, m).astype(int) - whole).max() <= 1

@@ -377,12 +377,12 @@ def evaluate_photos_command(
     report = evaluate_photos(predictor, data, min_iou=min_iou, limit=limit,
                              on_photo=(lambda *a: drawn.append(a) if len(drawn) < 12 else None) if out else None)
     summary = report.summary()
-    table = Table("photos", "faces", "found", "recall", "NME %", "NME median", "failure % (missed count)", "ms/photo")
+    table = Table("photos", "faces", "found", "recall", "NME %", "NME median", "failure % (NME>10 or missed)", "ms/photo")
     table.add_row(str(report.photos), str(report.faces), str(report.found), f"{report.recall:.3f}",
                   f"{report.nme:.2f}", f"{report.nme_median:.2f}", f"{report.failure_rate:.1f}",
                   f"{report.ms_per_photo:.0f}")
     console.print(table)
-    console.print(json.dumps(summary))
+    print(json.dumps(summary))
     if out is not None:
         write_photo_report(report, drawn, out)
         console.print(f"per-face results and pictures in {out}")

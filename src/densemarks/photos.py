@@ -144,7 +144,7 @@ class Predictor:
         return points
 
     def _predict(self, image: LoadedImage, matrices: np.ndarray) -> np.ndarray:
-        crops = np.stack([warp(image, m, self.framing.size)[..., :3] for m in matrices])  # (N, H, W, 3)
+        crops = np.stack([self._crop(image, m) for m in matrices])  # (N, H, W, 3)
         batch = self._network_input(crops)
         points = self.landmarker(batch).astype(np.float64)
         if self.flip_tta:
@@ -152,6 +152,24 @@ class Predictor:
             mirrored[..., 0] = (self.framing.size[1] - 1) - mirrored[..., 0]
             points = (points + mirrored) / 2
         return geometry.apply(np.linalg.inv(matrices), points)
+
+    def _crop(self, image: LoadedImage, matrix: np.ndarray) -> np.ndarray:
+        """One face's input crop (H, W, 3) uint8. Only the photo's region under the crop (plus a
+        margin for the anti-aliasing pyramid) is handed to the warp: a face in a large photo does
+        not pay for shrinking the whole photo."""
+        h, w = self.framing.size
+        to_pixels = matrix @ np.linalg.inv(image.to_pixels)  # decoded pixels -> input
+        corners = geometry.apply(np.linalg.inv(to_pixels), np.array([[-0.5, -0.5], [w - 0.5, -0.5],
+                                                                      [-0.5, h - 0.5], [w - 0.5, h - 0.5]]))
+        rows, cols = image.pixels.shape[:2]
+        # Origin on a multiple of 32 and a 32 px margin: the pyramid halvings then sample the
+        # same pixels as they would on the whole photo (identical crops, tests/test_photos.py).
+        x0, y0 = np.clip((np.floor(corners.min(axis=0)).astype(int) - 32) // 32 * 32, 0, (cols, rows))
+        x1, y1 = np.clip(np.ceil(corners.max(axis=0)).astype(int) + 32, 0, (cols, rows))
+        if x1 <= x0 or y1 <= y0:  # the crop lies wholly outside the photo
+            return np.zeros((h, w, 3), np.uint8)
+        roi = LoadedImage(image.pixels[y0:y1, x0:x1], (int(x1 - x0), int(y1 - y0)), np.eye(3))
+        return warp(roi, to_pixels @ geometry.translation(x0, y0), self.framing.size)[..., :3]
 
     def _network_input(self, crops: np.ndarray) -> np.ndarray:
         x = crops.astype(np.float32) / 255.0

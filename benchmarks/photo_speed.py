@@ -2,9 +2,9 @@
 side by side in one run, on real faces (detector boxes are not timed here).
 
 Two figures per backend and thread count, medians over `--repeats` faces:
-- network: one crop through the network and its decoding (InferenceModel);
+- network: one uint8 crop through normalisation, the network and its decoding (InferenceModel);
 - landmark step: what `Predictor.landmarks` does per face: the affine crop from the photo,
-  normalisation, the network, the points mapped back, once per pass (1 + refine passes).
+  the network step above, the points mapped back, once per pass (1 + refine passes).
 
     python benchmarks/photo_speed.py --checkpoint runs/fast/best.pt --photos ../shared/data/afw-photos
 """
@@ -64,7 +64,7 @@ def main() -> None:
             for backend in ("torch", "onnx"):
                 predictor = Predictor.from_checkpoint(args.checkpoint, detector=None, backend=backend,
                                                       onnx=onnx, threads=threads)
-                crops = [np.random.default_rng(i).standard_normal((1, 3, h, w), dtype=np.float32)
+                crops = [np.random.default_rng(i).integers(0, 256, (1, h, w, 3), dtype=np.uint8)
                          for i in range(len(faces))]
                 network = median_ms(predictor.landmarker, crops)
                 cells = []

@@ -350,7 +350,7 @@ def export(
 
     result = export_onnx(checkpoint, out, opset=opset)
     h, w = result.input_size
-    console.print(f"wrote {out}: input images (B, 3, {h}, {w}) normalised, output points (B, K, 2) input pixels; "
+    console.print(f"wrote {out}: input crops (B, {h}, {w}, 3) uint8 RGB, output points (B, K, 2) in crop pixels; "
                   f"ONNX Runtime vs torch max difference {result.max_abs_diff:.2e} px")
 
 

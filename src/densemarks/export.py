@@ -1,9 +1,10 @@
 """Inference as one graph, and its ONNX export.
 
-`InferenceModel` is the trained network followed by its head's decoding: normalised crops
-(B, 3, H, W) float32 -> points (B, K, 2) float32 in network-input pixels. The photo pipeline runs
-it in torch or, exported by `export_onnx`, in ONNX Runtime; the export is verified against torch
-on random crops before it is kept.
+`InferenceModel` is the whole step from crop to points: RGB crops (B, H, W, 3) uint8 -> the
+network's input (float, ImageNet normalisation when the model was trained with it) -> the
+network -> its head's decoding -> points (B, K, 2) float32 in crop pixels. The photo pipeline runs
+it in torch or, exported by `export_onnx`, in ONNX Runtime, which then also does the conversion
+and normalisation; the export is verified against torch on random crops before it is kept.
 """
 
 from __future__ import annotations
@@ -14,26 +15,33 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from densemarks.augment import IMAGENET_MEAN, IMAGENET_STD
 from densemarks.errors import DataError
 from densemarks.fileio import atomic_path
 from densemarks.heads import make_head
 
 
 class InferenceModel(torch.nn.Module):
-    def __init__(self, model: torch.nn.Module, head):
+    def __init__(self, model: torch.nn.Module, head, normalize: bool = True):
         super().__init__()
         self.model = model
         self.head = head
+        mean = IMAGENET_MEAN if normalize else np.zeros(3, np.float32)
+        std = IMAGENET_STD if normalize else np.ones(3, np.float32)
+        # x / 255 then (x - mean) / std, folded into one scale and shift per channel.
+        self.register_buffer("scale", torch.tensor(1.0 / (255.0 * std)).view(1, 3, 1, 1))
+        self.register_buffer("shift", torch.tensor(-mean / std).view(1, 3, 1, 1))
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.head.decode(self.model(images))
+    def forward(self, crops: torch.Tensor) -> torch.Tensor:
+        x = crops.permute(0, 3, 1, 2).float() * self.scale + self.shift
+        return self.head.decode(self.model(x))
 
 
 def inference_model(state: dict) -> InferenceModel:
     """The checkpoint's model with its decoding, on the CPU, in eval mode."""
     from densemarks.train import model_from_checkpoint
     model, config, _ = model_from_checkpoint(state, torch.device("cpu"))
-    return InferenceModel(model, make_head(config)).eval()
+    return InferenceModel(model, make_head(config), config.augment.normalize).eval()
 
 
 @dataclass(frozen=True)
@@ -53,12 +61,12 @@ def export_onnx(checkpoint: str | Path, out: str | Path, *, opset: int = 18, tol
     model = inference_model(state)
     h, w = state["config"]["augment"]["size"]
     tolerance = 1e-3 * max(h, w) if tolerance is None else tolerance
-    example = torch.randn(2, 3, h, w)
+    example = torch.zeros(2, h, w, 3, dtype=torch.uint8)
     out = Path(out)
     with atomic_path(out) as tmp:
         program = torch.onnx.export(model, (example,), dynamo=True, opset_version=opset,
-                                    dynamic_shapes={"images": {0: torch.export.Dim("batch")}},
-                                    input_names=["images"], output_names=["points"], verbose=False)
+                                    dynamic_shapes={"crops": {0: torch.export.Dim("batch")}},
+                                    input_names=["crops"], output_names=["points"], verbose=False)
         program.save(str(tmp), external_data=False)
         diff = _max_diff(model, tmp, check_batch, h, w)
         if not diff <= tolerance:
@@ -69,7 +77,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path, *, opset: int = 18, tol
 
 def _max_diff(model: torch.nn.Module, path: Path, batch: int, h: int, w: int) -> float:
     import onnxruntime as ort
-    x = torch.randn(batch, 3, h, w, generator=torch.Generator().manual_seed(0))
+    x = torch.randint(0, 256, (batch, h, w, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
         expected = model(x).numpy()
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from densemarks import geometry
-from densemarks.augment import IMAGENET_MEAN, IMAGENET_STD, warp
+from densemarks.augment import warp
 from densemarks.detect import Detection, create_detector
 from densemarks.errors import DataError
 from densemarks.framing import Framing
@@ -36,7 +36,7 @@ class Face:
 
 
 class TorchLandmarker:
-    """Crops (B, 3, H, W) float32 network input -> points (B, K, 2) input pixels, in torch."""
+    """RGB crops (B, H, W, 3) uint8 -> points (B, K, 2) in crop pixels, in torch."""
 
     def __init__(self, model, threads: int | None = None):
         import torch
@@ -47,7 +47,7 @@ class TorchLandmarker:
 
     def __call__(self, crops: np.ndarray) -> np.ndarray:
         with self.torch.inference_mode():
-            return self.model(self.torch.from_numpy(crops)).numpy()
+            return self.model(self.torch.from_numpy(np.ascontiguousarray(crops))).numpy()
 
 
 class OnnxLandmarker:
@@ -68,7 +68,7 @@ class OnnxLandmarker:
         self.input = self.session.get_inputs()[0].name
 
     def __call__(self, crops: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self.input: crops})[0]
+        return self.session.run(None, {self.input: np.ascontiguousarray(crops)})[0]
 
 
 class Predictor:
@@ -76,14 +76,12 @@ class Predictor:
     `flip_tta` averages each crop with its mirror (points renamed by the flip index)."""
 
     def __init__(self, landmarker, framing: Framing, flip_index: np.ndarray, *, detector=None,
-                 normalize: bool = True, refine: int = 1, flip_tta: bool = False,
-                 norm_points: tuple[int, int] | None = None):
+                 refine: int = 1, flip_tta: bool = False, norm_points: tuple[int, int] | None = None):
         self.landmarker = landmarker
         self.norm_points = norm_points  # the scheme's NME pair, for evaluation
         self.framing = framing
         self.flip_index = np.asarray(flip_index)
         self.detector = detector
-        self.normalize = normalize
         self.refine = refine
         self.flip_tta = flip_tta
 
@@ -109,8 +107,7 @@ class Predictor:
         scheme = state["scheme"]
         norm = scheme.get("norm_points")
         return cls(landmarker, framing, np.asarray(scheme["flip_index"]), detector=detector,
-                   normalize=state["config"]["augment"].get("normalize", True), refine=refine, flip_tta=flip_tta,
-                   norm_points=tuple(norm) if norm else None)
+                   refine=refine, flip_tta=flip_tta, norm_points=tuple(norm) if norm else None)
 
     def __call__(self, photo: str | Path | np.ndarray | LoadedImage) -> list[Face]:
         """Every face the detector finds, best score first; [] when there is none."""
@@ -144,11 +141,10 @@ class Predictor:
         return points
 
     def _predict(self, image: LoadedImage, matrices: np.ndarray) -> np.ndarray:
-        crops = np.stack([self._crop(image, m) for m in matrices])  # (N, H, W, 3)
-        batch = self._network_input(crops)
-        points = self.landmarker(batch).astype(np.float64)
+        crops = np.stack([self._crop(image, m) for m in matrices])  # (N, H, W, 3) uint8
+        points = self.landmarker(crops).astype(np.float64)
         if self.flip_tta:
-            mirrored = self.landmarker(np.ascontiguousarray(batch[..., ::-1]))[:, self.flip_index].astype(np.float64)
+            mirrored = self.landmarker(crops[:, :, ::-1])[:, self.flip_index].astype(np.float64)
             mirrored[..., 0] = (self.framing.size[1] - 1) - mirrored[..., 0]
             points = (points + mirrored) / 2
         return geometry.apply(np.linalg.inv(matrices), points)
@@ -170,12 +166,6 @@ class Predictor:
             return np.zeros((h, w, 3), np.uint8)
         roi = LoadedImage(image.pixels[y0:y1, x0:x1], (int(x1 - x0), int(y1 - y0)), np.eye(3))
         return warp(roi, to_pixels @ geometry.translation(x0, y0), self.framing.size)[..., :3]
-
-    def _network_input(self, crops: np.ndarray) -> np.ndarray:
-        x = crops.astype(np.float32) / 255.0
-        if self.normalize:
-            x = (x - IMAGENET_MEAN) / IMAGENET_STD
-        return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
 
 
 def framing_of(state: dict, checkpoint) -> Framing:

@@ -118,15 +118,18 @@ class Predictor:
         return self.predict_faces(image, detections)
 
     def predict_faces(self, photo, detections: list[Detection] | np.ndarray) -> list[Face]:
-        """Points for given faces: Detection objects, or boxes (N, 4) in photo pixels."""
+        """Points for given faces: this predictor's detector's Detection objects (placed by its
+        box prior), or boxes (N, 4) in photo pixels taken as the faces' landmark bounding boxes
+        (brows to chin, ear to ear for 68 points; any rough box works, the refinement re-frames)."""
         image = as_loaded(photo)
+        prior = getattr(self.detector, "box_prior", None)
         if isinstance(detections, np.ndarray) or (detections and not isinstance(detections[0], Detection)):
             boxes = np.asarray(detections, dtype=np.float64).reshape(-1, 4)
             detections = [Detection(b, float("nan")) for b in boxes]
+            prior = None
         if not detections:
             return []
         boxes = np.stack([d.box for d in detections])
-        prior = getattr(self.detector, "box_prior", None)
         start = self.framing.shape_in_box(boxes, (prior.dx, prior.dy), prior.scale) if prior else \
             self.framing.shape_in_box(boxes)
         points = self.landmarks(image, start)

@@ -202,3 +202,18 @@ def test_region_crop_equals_warping_the_whole_photo(model, photo):
     for m in matrices:
         whole = warp(image, m, predictor.framing.size)[..., :3].astype(int)
         assert np.abs(predictor._crop(image, m).astype(int) - whole).max() <= 1
+
+
+def test_checkpoint_without_framing_or_onnx_file_is_a_clear_error(model, photo, tmp_path):
+    import torch
+    path, _, _ = photo
+    state = torch.load(model, weights_only=True)
+    del state["framing"]
+    old = tmp_path / "old.pt"
+    torch.save(state, old)
+    result = densemarks("detect", path, "--checkpoint", old, "--out", tmp_path / "f.json", check=False)
+    assert result.returncode == 2 and "no framing" in result.stderr and len(result.stderr.splitlines()) == 1
+    result = densemarks("detect", path, "--checkpoint", model, "--backend", "onnx", "--onnx", tmp_path / "none.onnx",
+                        "--out", tmp_path / "g.json", check=False)
+    assert result.returncode == 2 and "none.onnx" in result.stderr and len(result.stderr.splitlines()) == 1
+    assert not (tmp_path / "f.json").exists() and not (tmp_path / "g.json").exists()

@@ -52,7 +52,7 @@ def test_region_matrix_frames_a_tilted_face_like_training():
 
 def test_shape_in_box_centres_the_mean_shape():
     framing = Framing(_shape(), (0.0, -0.1, 1.2, 1.5), (64, 64))
-    start = framing.shape_in_box(np.array([[100, 200, 180, 300]]), scale=1.0)[0]
+    start = framing.shape_in_box(np.array([[100, 200, 180, 300]]))[0]
     lo, hi = start.min(axis=0), start.max(axis=0)
     np.testing.assert_allclose((lo + hi) / 2, (140, 250), atol=1e-9)
     # Undistorted: the mean face's box keeps its proportions in region units.

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from densemarks.errors import DataError
+from densemarks.framing import BoxPrior
 
 
 @dataclass(frozen=True)
@@ -33,13 +34,6 @@ class Detection:
 
     box: np.ndarray
     score: float
-
-
-@dataclass(frozen=True)
-class BoxPrior:
-    dx: float = 0.0
-    dy: float = 0.0
-    scale: float = 1.0
 
 
 class MTCNNDetector:

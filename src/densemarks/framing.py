@@ -27,6 +27,16 @@ from densemarks.shapes import similarity_matrices
 
 
 @dataclass(frozen=True)
+class BoxPrior:
+    """Where a face's landmark bounding box sits in a detector's box: its centre shifted by
+    (dx, dy) box widths and heights, its geometric-mean side `scale` times the box's."""
+
+    dx: float = 0.0
+    dy: float = 0.0
+    scale: float = 1.0
+
+
+@dataclass(frozen=True)
 class Framing:
     """mean_shape (K, 2) float64: the mean training face in input pixels of an input of `size`
     (height, width); region (4,): the input's region relative to a face's landmark box: centre
@@ -75,20 +85,19 @@ class Framing:
         matrices = np.stack([geometry.box_to_frame(tuple(b), self.size, "stretch") for b in boxes]) @ turn
         return matrices[0] if single else matrices
 
-    def shape_in_box(self, boxes: np.ndarray, centre_shift: tuple[float, float] = (0.0, 0.0),
-                     scale: float = 1.0) -> np.ndarray:
-        """Starting points for detector boxes (N, 4) x0, y0, x1, y1 in photo pixels: the mean
-        face (undistorted by the input's stretch) with its bounding box centred on the box (moved
-        by centre_shift times the box's width and height) and its geometric-mean side equal to
-        scale times the box's."""
+    def shape_in_box(self, boxes: np.ndarray, prior: BoxPrior | None = None) -> np.ndarray:
+        """Starting points for boxes (N, 4) x0, y0, x1, y1 in photo pixels: the mean face
+        (undistorted by the input's stretch) with its bounding box where `prior` puts the landmark
+        box (no prior: the box is the landmark box)."""
         boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
         shape = self.mean_face()
         lo, hi = shape.min(axis=0), shape.max(axis=0)
         unit = (shape - (lo + hi) / 2) / np.sqrt(np.prod(hi - lo))
+        prior = prior or BoxPrior()
         bw, bh = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
-        cx = (boxes[:, 0] + boxes[:, 2]) / 2 + centre_shift[0] * bw
-        cy = (boxes[:, 1] + boxes[:, 3]) / 2 + centre_shift[1] * bh
-        s = scale * np.sqrt(bw * bh)
+        cx = (boxes[:, 0] + boxes[:, 2]) / 2 + prior.dx * bw
+        cy = (boxes[:, 1] + boxes[:, 3]) / 2 + prior.dy * bh
+        s = prior.scale * np.sqrt(bw * bh)
         return unit[None] * s[:, None, None] + np.stack([cx, cy], axis=1)[:, None, :]
 
 

@@ -86,9 +86,8 @@ def evaluate_photos(predictor, folder: str | Path, *, min_iou: float = 0.4, limi
         started = time.perf_counter()
         faces = predictor(image)
         times.append(time.perf_counter() - started)
-        prior = predictor.detector.box_prior
-        starts = predictor.framing.shape_in_box(np.stack([f.box for f in faces]), (prior.dx, prior.dy),
-                                                prior.scale) if faces else np.zeros((0, k, 2))
+        starts = predictor.framing.shape_in_box(np.stack([f.box for f in faces]), predictor.detector.box_prior) \
+            if faces else np.zeros((0, k, 2))
         pairs = dict(match(box_of(truth), box_of(starts), min_iou))
         for i, row in enumerate(rows):
             record = {"file_name": name, "face": int(table.faces[row]), "found": i in pairs, "nme": float("nan")}

@@ -130,8 +130,7 @@ class Predictor:
         if not detections:
             return []
         boxes = np.stack([d.box for d in detections])
-        start = self.framing.shape_in_box(boxes, (prior.dx, prior.dy), prior.scale) if prior else \
-            self.framing.shape_in_box(boxes)
+        start = self.framing.shape_in_box(boxes, prior)
         points = self.landmarks(image, start)
         return [Face(d.box, p, d.score) for d, p in zip(detections, points)]
 

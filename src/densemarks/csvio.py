@@ -2,9 +2,10 @@
 
 landmarks.csv is tab-separated: `file_name`, then `Point_i_X`, `Point_i_Y` for i = 0..K-1.
 K comes from the header. Points are returned as one float32 array (N, K, 2) in original-image
-pixels. The first load parses with pyarrow (multi-threaded, column-typed); a binary cache beside
-the CSV (or in the user cache when the data folder is read-only) makes later loads a memory map.
-Any parse problem falls back to a line-by-line check that names the exact line and cell.
+pixels. The first load parses with the compiled tokenizer in `fastcsv` (pyarrow's reader for
+anything not in the plain form), straight into a binary cache beside the CSV (or in the user
+cache when the data folder is read-only), which makes later loads a memory map. Any parse problem
+falls back to a line-by-line check that names the exact line and cell.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import contextlib
 import csv
 import json
 import os
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -154,26 +154,30 @@ def read_landmarks(path: str | Path, *, cache: bool = True) -> LandmarkTable:
 
 def _parse_landmarks(path: Path, header: list[str], num_points: int, points_file: Path | None,
                      stack: contextlib.ExitStack) -> LandmarkTable:
-    """The compiled plain-form tokenizer first, streaming into the cache file when there is
-    one; pyarrow's general reader when the tokenizer declines."""
-    with open(path, "rb", buffering=0) as source:
-        _skip_line(source)  # the header, already checked
+    """The compiled plain-form tokenizer first, parsing straight into the memory-mapped cache
+    file when there is one; pyarrow's general reader when the tokenizer declines."""
+    with open(path, "rb") as source:
+        source.readline()  # the header, already checked
         if points_file is None:
             parsed = parse_plain(source, 2 * num_points)
-            if parsed is not None:
-                names, values = parsed
-                _require_rows(path, names)
-                return LandmarkTable(names, values.reshape(len(names), num_points, 2))
         else:
             tmp = points_file.with_name(f".{points_file.name}.{os.getpid()}.tmp")
             stack.callback(tmp.unlink, missing_ok=True)  # gone unless renamed into place below
-            with open(tmp, "wb", buffering=0) as out:
-                parsed = parse_plain(source, 2 * num_points, sink=_NpyWriter(out, num_points))
-            if parsed is not None:
-                names, _ = parsed
-                _require_rows(path, names)
-                os.replace(tmp, points_file)  # the key file, written last, vouches for it
-                return LandmarkTable(names, np.load(points_file, mmap_mode="r"))
+
+            def open_output(rows: int) -> np.ndarray:  # the cache file itself, memory-mapped
+                out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32,
+                                                shape=(rows, num_points, 2))
+                return out.reshape(rows, 2 * num_points)
+
+            parsed = parse_plain(source, 2 * num_points, open_output=open_output)
+    if parsed is not None:
+        names, values = parsed
+        _require_rows(path, names)
+        if points_file is None:
+            return LandmarkTable(names, values.reshape(len(names), num_points, 2))
+        del values  # unmapped; the kernel writes the pages back in its own time
+        os.replace(tmp, points_file)  # the key file, written last, vouches for it
+        return LandmarkTable(names, np.load(points_file, mmap_mode="r"))
     table = _parse_general(path, header, num_points)
     if points_file is not None:
         with atomic_path(points_file) as tmp, open(tmp, "wb") as f:
@@ -181,39 +185,9 @@ def _parse_landmarks(path: Path, header: list[str], num_points: int, points_file
     return table
 
 
-def _skip_line(f) -> None:
-    while (byte := f.read(1 << 16)) and b"\n" not in byte:
-        pass
-    if byte:
-        f.seek(f.tell() - len(byte) + byte.index(b"\n") + 1)
-
-
 def _require_rows(path: Path, names: np.ndarray) -> None:
     if len(names) == 0:
         raise DataError(path, "no data rows after the header")
-
-
-class _NpyWriter:
-    """Streams (rows, 2K) float32 blocks into one (N, K, 2) float32 .npy file; the row count,
-    known only at the end, goes into a fixed-size header written first and rewritten last."""
-
-    HEADER_BYTES = 128
-
-    def __init__(self, file, num_points: int):
-        self.file, self.num_points = file, num_points
-        file.write(self._header(0))
-
-    def _header(self, rows: int) -> bytes:
-        text = f"{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {self.num_points}, 2), }}"
-        text = text.ljust(self.HEADER_BYTES - 10 - 1) + "\n"
-        return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(text)) + text.encode("latin1")
-
-    def __call__(self, block: np.ndarray) -> None:
-        self.file.write(memoryview(np.ascontiguousarray(block)).cast("B"))
-
-    def finish(self, rows: int) -> None:
-        self.file.seek(0)
-        self.file.write(self._header(rows))
 
 
 def _parse_general(path: Path, header: list[str], num_points: int) -> LandmarkTable:

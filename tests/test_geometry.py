@@ -56,3 +56,17 @@ def test_content_box_skips_black_borders_only_at_the_edges():
     image[0, 0] = 9  # at most the threshold: still border
     assert geometry.content_box(image, 9) == (3, 2, 10, 8)
     assert geometry.content_box(np.zeros((4, 5, 3), np.uint8), 9) == (0, 0, 5, 4)
+
+
+def test_content_box_agrees_with_full_row_and_column_maxima():
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        h, w = rng.integers(1, 60, size=2)
+        image = rng.integers(0, 10, (h, w, 3), dtype=np.uint8)  # all dark (threshold 9) ...
+        bright = rng.random((h, w)) < rng.choice([0.0, 0.01, 0.3])
+        image[bright, rng.integers(0, 3)] = 200  # ... but for scattered bright pixels
+        rows = np.flatnonzero(image.max(axis=(1, 2)) > 9)
+        cols = np.flatnonzero(image.max(axis=(0, 2)) > 9)
+        expected = (0, 0, w, h) if not len(rows) else (cols[0], rows[0], cols[-1] + 1, rows[-1] + 1)
+        assert geometry.content_box(image, 9) == expected
+        assert geometry.content_box(image[:, :, 0], 9) == geometry.content_box(image[:, :, :1], 9)

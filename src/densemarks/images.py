@@ -45,9 +45,9 @@ def load_image(path: str | Path, min_size: tuple[int, int] | None = None) -> Loa
     orientation applied); everything else, and any file OpenCV declines, through Pillow, which
     also gives the precise error for a broken file.
     """
-    path = Path(path)
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as f:
+            data = f.read()
     except FileNotFoundError:
         raise DataError(path, "image file not found") from None
     except OSError as exc:

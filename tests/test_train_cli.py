@@ -149,3 +149,21 @@ def test_heatmap_head_pipeline_and_resume(tiny, tmp_path, torch_home):
     densemarks("train", "--out", tmp_path / "halves", *small, "epochs=1")
     densemarks("train", "--out", tmp_path / "halves", "--resume", *small[:1] + small[1:2], "epochs=2")
     assert _final_val_nme(tmp_path / "halves") == pytest.approx(_final_val_nme(tmp_path / "straight"), rel=1e-6)
+
+
+def test_weight_average_is_the_saved_model_and_resumes_exactly(tiny, tmp_path):
+    """ema=...: validation and best.pt use the moving average (the raw weights ride along for
+    --resume), and a run resumed after epoch 1 ends exactly where a straight run does."""
+    import torch
+
+    args = ["--data", tiny, "--recipe", "fast-cpu", "epochs=2", "scheduler=plateau", "loss=l1", "ema=0.9", *TINY]
+    densemarks("train", "--out", tmp_path / "straight", *args)
+    densemarks("train", "--out", tmp_path / "halves", *[a for a in args if a != "epochs=2"], "epochs=1")
+    densemarks("train", "--out", tmp_path / "halves", "--resume", "--data", tiny, "epochs=2")
+    assert _final_val_nme(tmp_path / "halves") == pytest.approx(_final_val_nme(tmp_path / "straight"), rel=1e-6)
+    state = torch.load(tmp_path / "straight" / "last.pt", weights_only=True)
+    averaged, raw = state["model"], state["training_model"]
+    assert state["ema_updates"] > 0 and averaged.keys() == raw.keys()
+    assert any(not torch.equal(averaged[k], raw[k]) for k in raw if raw[k].is_floating_point())
+    _one_line_error(densemarks("train", "--out", tmp_path / "halves", "--resume", "--data", tiny, "ema=0",
+                               check=False), "ema=0.9", "resume with the same setting")

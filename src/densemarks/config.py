@@ -66,6 +66,7 @@ class TrainConfig:
     threads: int = 0  # torch CPU threads for the training process; 0 leaves the default
     flip_tta: bool = False  # validate with flip test-time augmentation
     val_every: int = 1  # epochs between validations
+    ema: float = 0.0  # decay of a moving average of the weights, validated and saved as the model; 0: off
 
 
 def _type_of(cls, name: str):

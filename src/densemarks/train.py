@@ -18,6 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -278,6 +279,9 @@ def train(data_dir: str | Path, config: TrainConfig, out: str | Path, *, resume:
     amp_dtype = torch.bfloat16 if use_cuda and torch.cuda.is_bf16_supported() else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=use_cuda and config.amp and amp_dtype == torch.float16)
     head = make_head(config)
+    ema = weight_average(model, config.ema) if config.ema else None
+    # what validation predicts with and checkpoints save as "model": the average when there is one
+    eval_model = ema.module if ema is not None else model
 
     start_epoch, best_metric, best_epoch, history = 0, math.inf, -1, []
     if resume:
@@ -286,7 +290,13 @@ def train(data_dir: str | Path, config: TrainConfig, out: str | Path, *, resume:
         if config.scheduler == "onecycle" and stored_epochs != config.epochs:
             raise DataError(out / "last.pt", f"a one-cycle schedule is fixed at its {stored_epochs} epochs; "
                             f"resume with epochs={stored_epochs}, or start a new run")
-        model.load_state_dict(state["model"])
+        if (ema is not None) != ("training_model" in state):
+            raise DataError(out / "last.pt", f"the run was started with ema={state['config'].get('ema', 0.0)}; "
+                            "resume with the same setting, or start a new run")
+        if ema is not None:
+            model.load_state_dict(state["training_model"])
+            ema.n_averaged.fill_(state["ema_updates"])
+        eval_model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if scheduler is not None:
             scheduler.load_state_dict(state["scheduler"])
@@ -328,6 +338,8 @@ def train(data_dir: str | Path, config: TrainConfig, out: str | Path, *, resume:
             scaler.update()
             if scheduler is not None and schedule_when == "batch":
                 scheduler.step()
+            if ema is not None:
+                ema.update_parameters(model)
             losses.append(loss.item())
             seen += len(images)
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
@@ -338,10 +350,10 @@ def train(data_dir: str | Path, config: TrainConfig, out: str | Path, *, resume:
         last_epoch = stopped_by_time or epoch == config.epochs - 1
         metrics = pred = None
         if len(val_set) and ((epoch + 1) % config.val_every == 0 or last_epoch):
-            distributed.sync_buffers(ctx, model)
+            distributed.sync_buffers(ctx, eval_model)
             val_loader = make_loader(val_set, config.batch_size, config.workers, False, config.seed, 0, device,
                                      ctx=ctx, pad=False)
-            pred = predict_points(model, val_loader, config, scheme, device, config.flip_tta, desc="validate",
+            pred = predict_points(eval_model, val_loader, config, scheme, device, config.flip_tta, desc="validate",
                                   ctx=ctx)
             metrics = evaluate_points(pred, val_truth, scheme)
         value = _key_metric(metrics) if metrics else None
@@ -359,7 +371,9 @@ def train(data_dir: str | Path, config: TrainConfig, out: str | Path, *, resume:
         if improved:
             best_metric, best_epoch = value, epoch + 1
         if ctx.main:
-            state = dict(model=model.state_dict(), optimizer=optimizer.state_dict(),
+            extra = {} if ema is None else dict(training_model=model.state_dict(),
+                                                ema_updates=int(ema.n_averaged))
+            state = dict(model=eval_model.state_dict(), **extra, optimizer=optimizer.state_dict(),
                          scheduler=scheduler.state_dict() if scheduler is not None else {},
                          epoch=epoch, config=cfg.to_dict(config), scheme=scheme.to_dict(), framing=framing,
                          history=history, rng=_rng_state(),
@@ -379,6 +393,22 @@ def train(data_dir: str | Path, config: TrainConfig, out: str | Path, *, resume:
         log.close(history)
     distributed.barrier(ctx)  # nobody reads the run folder before rank 0 has written it
     return TrainResult(best_epoch, best_metric, epoch + 1 - start_epoch, stopped_by_time, history)
+
+
+def weight_average(model: torch.nn.Module, decay: float) -> AveragedModel:
+    """An exponential moving average of the model's weights and buffers (BatchNorm statistics),
+    updated after every optimizer step. Its decay ramps up as min(decay, (1 + n) / (10 + n))
+    after n updates, so early averages do not hold on to the starting weights."""
+
+    @torch.no_grad()
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], updates: torch.Tensor) -> None:
+        if not (torch.is_floating_point(averaged[0]) or torch.is_complex(averaged[0])):
+            torch._foreach_copy_(averaged, current)  # counters such as num_batches_tracked
+            return
+        n = float(updates)
+        torch._foreach_lerp_(averaged, current, 1.0 - min(decay, (1.0 + n) / (10.0 + n)))
+
+    return AveragedModel(model, multi_avg_fn=update, use_buffers=True)
 
 
 class _Wrapped:

@@ -8,8 +8,7 @@ import pytest
 import torch
 
 from densemarks.augment import (IMAGENET_MEAN, IMAGENET_STD, AugmentConfig, LandmarkTransform,
-                                normalize_batch,
-                                photometric, to_original)
+                                erase, normalize_batch, photometric, to_original)
 from densemarks.images import LoadedImage
 
 FULL_JITTER = dict(flip_p=0.5, rotate_deg=30, scale_jitter=0.2, shift_jitter=0.1,
@@ -121,6 +120,25 @@ def test_brightness_contrast_jitter_is_clipped_and_varies():
     bright = photometric(ramp, AugmentConfig(brightness=1.0), np.random.default_rng(3))
     assert bright.min() >= 0 and bright.max() <= 255  # saturates rather than wrapping
     assert np.array_equal(photometric(ramp, config, None), ramp.transpose(2, 0, 1)[:3])
+
+
+def test_erasing_hides_one_rectangle_and_keeps_the_points():
+    image = _dotted_image(POINTS)
+    plain = LandmarkTransform(AugmentConfig(size=(96, 96), flip_p=0.5, rotate_deg=20), FLIP, train=True)
+    erasing = LandmarkTransform(AugmentConfig(size=(96, 96), flip_p=0.5, rotate_deg=20, erase_p=1.0,
+                                              erase_area=0.3), FLIP, train=True)
+    for seed in range(6):
+        a = plain(image, POINTS, np.random.default_rng(seed))
+        b = erasing(image, POINTS, np.random.default_rng(seed))
+        np.testing.assert_array_equal(a.points, b.points)
+        np.testing.assert_array_equal(a.matrix, b.matrix)
+        rows, cols = np.nonzero((a.image != b.image).any(axis=0))
+        assert len(rows) > 0.01 * 96 * 96  # noise over at least most of the 2%-30% rectangle
+        top, bottom, left, right = rows.min(), rows.max(), cols.min(), cols.max()
+        assert (bottom - top + 1) * (right - left + 1) <= 0.3 * 96 * 96 + 96  # one rectangle
+    untouched = np.full((3, 8, 8), 7, np.uint8)
+    erase(untouched, AugmentConfig(erase_p=0.0), np.random.default_rng(0))
+    assert (untouched == 7).all()
 
 
 def test_large_images_are_reduced_without_losing_alignment():

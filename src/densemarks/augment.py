@@ -41,6 +41,8 @@ class AugmentConfig:
     shift_jitter: float = 0.0  # uniform shift up to this fraction of the output size
     brightness: float = 0.0  # additive, fraction of full range, uniform in [-b, b]
     contrast: float = 0.0  # multiplicative about the image mean, uniform in [1 - c, 1 + c]
+    erase_p: float = 0.0  # probability of hiding one random rectangle under noise (an occluder)
+    erase_area: float = 0.15  # that rectangle's largest area, as a fraction of the input
     normalize: bool = True  # ImageNet mean/std; otherwise values in [0, 1]
 
     def __post_init__(self):
@@ -88,6 +90,8 @@ class LandmarkTransform:
                 out_points = out_points[self.flip_index]
             out_points = out_points.astype(np.float32)
         tensor = photometric(pixels, self.config, rng if self.train else None)
+        if self.train and self.config.erase_p > 0:
+            erase(tensor, self.config, rng)
         return Sample(tensor, out_points, matrix, flipped)
 
 
@@ -172,6 +176,21 @@ def photometric(pixels: np.ndarray, config: AugmentConfig,
         flat = planar.reshape(-1, planar.shape[-1])
         cv2.addWeighted(flat, gain, flat, 0.0, (1 - gain) * mean + bias, dst=flat)
     return planar
+
+
+def erase(planar: np.ndarray, config: AugmentConfig, rng: np.random.Generator) -> None:
+    """With probability erase_p, hide one rectangle of the (3, H, W) uint8 image, in place,
+    under uniform noise: 2% to erase_area of the input, aspect 0.3 to 3.3 (as torchvision's
+    RandomErasing). The points keep their labels: the model learns to place hidden ones."""
+    if rng.random() >= config.erase_p:
+        return
+    _, h, w = planar.shape
+    area = rng.uniform(0.02, max(0.02, config.erase_area)) * h * w
+    aspect = math.exp(rng.uniform(math.log(0.3), math.log(3.3)))
+    eh = max(1, min(h, round(math.sqrt(area * aspect))))
+    ew = max(1, min(w, round(math.sqrt(area / aspect))))
+    top, left = int(rng.integers(0, h - eh + 1)), int(rng.integers(0, w - ew + 1))
+    planar[:, top:top + eh, left:left + ew] = rng.integers(0, 256, (3, eh, ew), dtype=np.uint8)
 
 
 def normalize_batch(images: torch.Tensor, normalize: bool = True,

@@ -175,7 +175,7 @@ def _parse_landmarks(path: Path, header: list[str], num_points: int, points_file
         _require_rows(path, names)
         if points_file is None:
             return LandmarkTable(names, values.reshape(len(names), num_points, 2))
-        del values  # unmapped; the kernel writes the pages back in its own time
+        del parsed, values  # unmapped; the kernel writes the pages back in its own time
         os.replace(tmp, points_file)  # the key file, written last, vouches for it
         return LandmarkTable(names, np.load(points_file, mmap_mode="r"))
     table = _parse_general(path, header, num_points)

@@ -9,9 +9,9 @@ Course chain (per sample, as its ScaleMinSideToSize/CropCenter/TransformByKeys d
 decode, BGR->RGB, resize short side to 224 (INTER_AREA), centre crop 224, to PIL, torchvision
 ToTensor, Normalize; points moved by the same scale and crop; then torch.stack.
 densemarks: decode (OpenCV; reduced-size JPEG decoding when large), black-border removal, one
-affine matrix (crop + rotation + zoom + shift + flip in the "training" row), one warp, uint8
-brightness/contrast table; then torch.stack of uint8 and `normalize_batch` into a reused buffer
-(on a GPU that last step runs on the device).
+affine matrix (crop + rotation + zoom + shift + flip in the "training" row), one warp, a planar
+split and one saturating uint8 brightness/contrast pass; then torch.stack of uint8 and
+`normalize_batch` into a reused buffer (on a GPU that last step runs on the device).
 From the store: the same training augmentation, reading images that `densemarks preprocess`
 decoded and shrank once (longest side 288 px): a memory map, or re-encoded small JPEGs.
 One thread per chain: the figures are samples/s per loader worker.

@@ -110,15 +110,39 @@ def test_batch_normalisation():
     assert buffer.abs().max() == 0
 
 
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "new"])
+def test_batch_normalisation_matches_the_formula_in_every_layout(layout):
+    images = torch.randint(0, 256, (3, 3, 10, 7), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    mean, std = torch.from_numpy(IMAGENET_MEAN).view(1, 3, 1, 1), torch.from_numpy(IMAGENET_STD).view(1, 3, 1, 1)
+    expected = (images.float() / 255 - mean) / std
+    out = None if layout == "new" else torch.full(images.shape, float("nan"))
+    if layout == "channels_last":
+        out = out.contiguous(memory_format=torch.channels_last)
+    for batch, want in ((images, expected), (images[:, :, ::2], expected[:, :, ::2])):  # also a strided batch
+        target = None if out is None else out[:, :, : batch.shape[2]].contiguous(
+            memory_format=torch.channels_last if layout == "channels_last" else torch.contiguous_format)
+        result = normalize_batch(batch, out=target)
+        assert result is target or target is None
+        torch.testing.assert_close(result, want)
+        torch.testing.assert_close(normalize_batch(batch, normalize=False, out=target), batch.float() / 255)
+
+
 def test_brightness_contrast_jitter_is_clipped_and_varies():
     config = AugmentConfig(brightness=0.5, contrast=0.5)
     flat = np.full((4, 4, 4), 100, np.uint8)
     jittered = [photometric(flat, config, np.random.default_rng(s)) for s in range(6)]
     assert all(j.shape == (3, 4, 4) and j.dtype == np.uint8 for j in jittered)
     assert len({int(j[0, 0, 0]) for j in jittered}) > 1
-    ramp = np.tile(np.arange(0, 256, 16, dtype=np.uint8)[None, :, None], (2, 1, 4))
-    bright = photometric(ramp, AugmentConfig(brightness=1.0), np.random.default_rng(3))
-    assert bright.min() >= 0 and bright.max() <= 255  # saturates rather than wrapping
+    ramp = np.tile(np.arange(0, 256, 16, dtype=np.uint8)[None, :, None], (8, 1, 4))  # rows alike
+    planar = ramp.transpose(2, 0, 1)[:3].astype(np.float64)
+    for seed in range(4):
+        draws = np.random.default_rng(seed)
+        gain, bias = draws.uniform(0.5, 1.5), draws.uniform(-0.5, 0.5) * 255
+        expected = np.clip(np.round(gain * (planar - planar.mean()) + planar.mean() + bias), 0, 255)
+        got = photometric(ramp, config, np.random.default_rng(seed))
+        assert np.abs(got - expected).max() <= 1  # gain about the mean, plus bias, rounded
+        saturated = (expected == 0) | (expected == 255)
+        assert np.array_equal(got[saturated], expected[saturated])  # saturates rather than wrapping
     assert np.array_equal(photometric(ramp, config, None), ramp.transpose(2, 0, 1)[:3])
 
 

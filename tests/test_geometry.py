@@ -70,3 +70,5 @@ def test_content_box_agrees_with_full_row_and_column_maxima():
         expected = (0, 0, w, h) if not len(rows) else (cols[0], rows[0], cols[-1] + 1, rows[-1] + 1)
         assert geometry.content_box(image, 9) == expected
         assert geometry.content_box(image[:, :, 0], 9) == geometry.content_box(image[:, :, :1], 9)
+        flipped = image[::-1, ::-1]  # a strided view: the box mirrors
+        assert geometry.content_box(flipped, 9) == (w - expected[2], h - expected[3], w - expected[0], h - expected[1])

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numba import njit
 
 
 def translation(tx: float, ty: float) -> np.ndarray:
@@ -45,6 +46,13 @@ def box_to_frame(box: tuple[float, float, float, float], out_size: tuple[int, in
     mode: "cover" scales the box to cover the output and centres it (the part that overflows
     is cropped); "fit" scales it to fit inside (black bars); "stretch" scales each axis alone.
     """
+    sx, sy, tx, ty = frame_scale_offset(box, out_size, mode)
+    return np.array([[sx, 0.0, tx], [0.0, sy, ty], [0.0, 0.0, 1.0]])
+
+
+def frame_scale_offset(box: tuple[float, float, float, float], out_size: tuple[int, int],
+                       mode: str = "cover") -> tuple[float, float, float, float]:
+    """`box_to_frame` as plain numbers (sx, sy, tx, ty): x -> sx * x + tx, y -> sy * y + ty."""
     x0, y0, x1, y1 = box
     out_h, out_w = out_size
     sx, sy = out_w / (x1 - x0), out_h / (y1 - y0)
@@ -54,10 +62,10 @@ def box_to_frame(box: tuple[float, float, float, float], out_size: tuple[int, in
         sx = sy = min(sx, sy)
     elif mode != "stretch":
         raise ValueError(f"unknown crop mode {mode!r}; use cover, fit or stretch")
-    # Edge coordinates: box centre goes to output centre; then back to centre coordinates.
+    # In edge coordinates (e = c + 0.5) the box centre goes to the output centre; written out
+    # in centre coordinates: translation(-0.5, -0.5) @ edge @ translation(0.5, 0.5).
     ex, ey = (x0 + x1) / 2, (y0 + y1) / 2
-    edge = np.array([[sx, 0.0, out_w / 2 - sx * ex], [0.0, sy, out_h / 2 - sy * ey], [0.0, 0.0, 1.0]])
-    return translation(-0.5, -0.5) @ edge @ translation(0.5, 0.5)
+    return sx, sy, out_w / 2 - sx * ex + 0.5 * sx - 0.5, out_h / 2 - sy * ey + 0.5 * sy - 0.5
 
 
 def apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -81,13 +89,37 @@ def content_box(image: np.ndarray, threshold: int) -> tuple[int, int, int, int]:
     runs of such rows and columns are removed. An all-dark image keeps its full extent.
     """
     h, w = image.shape[:2]
-    rows = image.reshape(h, -1).max(axis=1) > threshold
-    cols = image.max(axis=0)
-    if cols.ndim == 2:
-        cols = cols.max(axis=1)
-    cols = cols > threshold
-    if not rows.any() or not cols.any():
+    pixels = np.ascontiguousarray(image).reshape(h, w, -1)
+    return tuple(int(v) for v in _content_box(pixels, threshold))
+
+
+@njit(cache=True, nogil=True)
+def _content_box(pixels, threshold):
+    """Scan inward from each edge and stop at the first row / column holding a value above the
+    threshold: an image without borders costs four lines, not two passes over every pixel.
+    Columns are scanned between the content rows only: the border rows hold nothing brighter."""
+    h, w = pixels.shape[:2]
+    top = 0
+    while top < h and pixels[top].max() <= threshold:
+        top += 1
+    if top == h:
         return 0, 0, w, h
-    r = np.flatnonzero(rows)
-    c = np.flatnonzero(cols)
-    return int(c[0]), int(r[0]), int(c[-1]) + 1, int(r[-1]) + 1
+    bottom = h
+    while pixels[bottom - 1].max() <= threshold:
+        bottom -= 1
+    left = 0
+    while _column_max(pixels, left, top, bottom) <= threshold:
+        left += 1
+    right = w
+    while _column_max(pixels, right - 1, top, bottom) <= threshold:
+        right -= 1
+    return left, top, right, bottom
+
+
+@njit(inline="always")
+def _column_max(pixels, x, top, bottom):
+    peak = 0
+    for y in range(top, bottom):
+        for k in range(pixels.shape[2]):
+            peak = max(peak, pixels[y, x, k])
+    return peak

@@ -21,6 +21,8 @@ from densemarks import geometry
 from densemarks.errors import DataError
 
 _TRANSPOSED_ORIENTATIONS = {5, 6, 7, 8}
+_IDENTITY = np.eye(3)
+_IDENTITY.flags.writeable = False  # shared by every image decoded at full size
 
 
 @dataclass(frozen=True)
@@ -92,7 +94,7 @@ def _decode_opencv(data: bytes, min_size: tuple[int, int] | None) -> LoadedImage
         return None
     h, w = pixels.shape[:2]
     original = full if factor > 1 else (w, h)
-    to_pixels = np.eye(3) if factor == 1 else geometry.scaling(1.0 / factor)
+    to_pixels = _IDENTITY if factor == 1 else geometry.scaling(1.0 / factor)
     return LoadedImage(pixels, original, to_pixels)
 
 
@@ -117,7 +119,7 @@ def _decode_pillow(path: Path, data: bytes, min_size: tuple[int, int] | None) ->
         raise DataError(path, "not an image file (or a format Pillow cannot read)") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise DataError(path, f"cannot decode image: {exc}") from None
-    to_pixels = np.eye(3) if factor == 1.0 else geometry.scaling(factor)
+    to_pixels = _IDENTITY if factor == 1.0 else geometry.scaling(factor)
     return LoadedImage(pixels, (full_w, full_h), to_pixels)
 
 

@@ -179,7 +179,8 @@ def photometric(pixels: np.ndarray, config: AugmentConfig,
     if rng is not None and (config.brightness > 0 or config.contrast > 0):
         gain = rng.uniform(1 - config.contrast, 1 + config.contrast)
         bias = rng.uniform(-config.brightness, config.brightness) * 255.0
-        mean = sum(cv2.mean(pixels[::4])[:3]) / 3  # contrast pivots on the mean (of every fourth row)
+        # contrast pivots on the image's mean, estimated from every fourth row
+        mean = sum(cv2.mean(pixels[::4])[:3]) / 3
         # round(gain * x + offset) clipped to 0..255, in one saturating pass
         flat = planar.reshape(-1, planar.shape[-1])
         cv2.addWeighted(flat, gain, flat, 0.0, (1 - gain) * mean + bias, dst=flat)

@@ -10,8 +10,9 @@ decode, BGR->RGB, resize short side to 224 (INTER_AREA), centre crop 224, to PIL
 ToTensor, Normalize; points moved by the same scale and crop; then torch.stack.
 densemarks: decode (OpenCV; reduced-size JPEG decoding when large), black-border removal, one
 affine matrix (crop + rotation + zoom + shift + flip in the "training" row), one warp, a planar
-split and one saturating uint8 brightness/contrast pass; then torch.stack of uint8 and
-`normalize_batch` into a reused buffer (on a GPU that last step runs on the device).
+split, a brightness/contrast draw; then torch.stack of uint8 and `normalize_batch` (which also
+applies the brightness/contrast) into a reused buffer (on a GPU that last step runs on the
+device).
 From the store: the same training augmentation, reading images that `densemarks preprocess`
 decoded and shrank once (longest side 288 px): a memory map, or re-encoded small JPEGs.
 One thread per chain: the figures are samples/s per loader worker.
@@ -113,7 +114,7 @@ def main() -> None:
         for start in range(0, n, BATCH):
             items = [dataset[i] for i in range(start, min(n, start + BATCH))]
             images = torch.stack([item["image"] for item in items])
-            normalize_batch(images, out=buffer[: len(items)])
+            normalize_batch(images, out=buffer[: len(items)], tone=torch.stack([item["tone"] for item in items]))
             torch.stack([item["points"] for item in items])
 
     runners = {

@@ -77,7 +77,8 @@ def main() -> None:
                 iterator = iter(loader)
                 batch = next(iterator)
             waited = time.perf_counter()
-            images = normalize_batch(batch["image"].to(device, non_blocking=True), config.augment.normalize)
+            images = normalize_batch(batch["image"].to(device, non_blocking=True), config.augment.normalize,
+                                     tone=batch["tone"])
             images = images.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=amp, enabled=cuda and config.amp):
                 loss = head.train_loss(run_model, images, batch["points"].to(device, non_blocking=True))

@@ -43,7 +43,7 @@ def measure(args) -> dict:
                               LandmarkTransform(config.augment, data.scheme.flip_index, train=True))
     batches = []
     for batch in make_loader(dataset, args.batch, 0, True, 0, 0, device):
-        images = normalize_batch(batch["image"].to(device), config.augment.normalize)
+        images = normalize_batch(batch["image"].to(device), config.augment.normalize, tone=batch["tone"])
         batches.append((images.contiguous(memory_format=torch.channels_last), batch["points"].to(device)))
     model = build_model(config, data.scheme.num_points, "none").to(device).to(memory_format=torch.channels_last)
     model.train()

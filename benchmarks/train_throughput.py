@@ -44,7 +44,7 @@ def main() -> None:
     loader = make_loader(dataset, config.batch_size, config.workers, True, config.seed, 0, torch.device("cpu"))
     batches = []
     for batch in loader:
-        images = normalize_batch(batch["image"], config.augment.normalize)
+        images = normalize_batch(batch["image"], config.augment.normalize, tone=batch["tone"])
         if config.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         batches.append((images, batch["points"]))

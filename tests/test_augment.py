@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from densemarks.augment import (IMAGENET_MEAN, IMAGENET_STD, AugmentConfig, LandmarkTransform,
-                                erase, normalize_batch, photometric, to_original)
+                                erase, normalize_batch, sample_tone, to_original)
 from densemarks.images import LoadedImage
 
 FULL_JITTER = dict(flip_p=0.5, rotate_deg=30, scale_jitter=0.2, shift_jitter=0.1,
@@ -113,37 +113,44 @@ def test_batch_normalisation():
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last", "new"])
 def test_batch_normalisation_matches_the_formula_in_every_layout(layout):
     images = torch.randint(0, 256, (3, 3, 10, 7), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    tone = torch.tensor([[1.0, 0.0], [1.4, -60.0], [0.6, 90.5]])  # (gain, offset) per sample
+    toned = (images.float() * tone[:, 0].view(3, 1, 1, 1) + tone[:, 1].view(3, 1, 1, 1)).clamp(0, 255)
     mean, std = torch.from_numpy(IMAGENET_MEAN).view(1, 3, 1, 1), torch.from_numpy(IMAGENET_STD).view(1, 3, 1, 1)
-    expected = (images.float() / 255 - mean) / std
     out = None if layout == "new" else torch.full(images.shape, float("nan"))
     if layout == "channels_last":
         out = out.contiguous(memory_format=torch.channels_last)
-    for batch, want in ((images, expected), (images[:, :, ::2], expected[:, :, ::2])):  # also a strided batch
+    for rows in (slice(None), slice(None, None, 2)):  # also a strided batch
+        batch = images[:, :, rows]
         target = None if out is None else out[:, :, : batch.shape[2]].contiguous(
             memory_format=torch.channels_last if layout == "channels_last" else torch.contiguous_format)
         result = normalize_batch(batch, out=target)
         assert result is target or target is None
-        torch.testing.assert_close(result, want)
+        torch.testing.assert_close(result, (batch.float() / 255 - mean) / std)
         torch.testing.assert_close(normalize_batch(batch, normalize=False, out=target), batch.float() / 255)
+        jittered = normalize_batch(batch, out=target, tone=tone)
+        torch.testing.assert_close(jittered, (toned[:, :, rows] / 255 - mean) / std)
+        # torch's path (any other dtype or device) gives the same
+        torch.testing.assert_close(normalize_batch(batch.float(), tone=tone), jittered)
 
 
-def test_brightness_contrast_jitter_is_clipped_and_varies():
+def test_brightness_contrast_jitter_pivots_on_the_mean_and_saturates():
     config = AugmentConfig(brightness=0.5, contrast=0.5)
     flat = np.full((4, 4, 4), 100, np.uint8)
-    jittered = [photometric(flat, config, np.random.default_rng(s)) for s in range(6)]
-    assert all(j.shape == (3, 4, 4) and j.dtype == np.uint8 for j in jittered)
-    assert len({int(j[0, 0, 0]) for j in jittered}) > 1
-    ramp = np.tile(np.arange(0, 256, 16, dtype=np.uint8)[None, :, None], (8, 1, 4))  # rows alike
-    planar = ramp.transpose(2, 0, 1)[:3].astype(np.float64)
+    assert len({sample_tone(flat, config, np.random.default_rng(s)) for s in range(6)}) == 6
+    assert sample_tone(flat, config, None) == (1.0, 0.0)
+    assert sample_tone(flat, AugmentConfig(), np.random.default_rng(0)) == (1.0, 0.0)
+    ramp = np.tile(np.arange(0, 256, 16, dtype=np.uint8)[None, :, None], (8, 1, 3))  # rows alike
+    planar = torch.from_numpy(np.ascontiguousarray(ramp.transpose(2, 0, 1)))[None]
     for seed in range(4):
         draws = np.random.default_rng(seed)
         gain, bias = draws.uniform(0.5, 1.5), draws.uniform(-0.5, 0.5) * 255
-        expected = np.clip(np.round(gain * (planar - planar.mean()) + planar.mean() + bias), 0, 255)
-        got = photometric(ramp, config, np.random.default_rng(seed))
-        assert np.abs(got - expected).max() <= 1  # gain about the mean, plus bias, rounded
+        tone = sample_tone(ramp, config, np.random.default_rng(seed))
+        np.testing.assert_allclose(tone, (gain, (1 - gain) * ramp.mean() + bias))  # gain about the mean
+        got = normalize_batch(planar, normalize=False, tone=torch.tensor([tone])).numpy() * 255
+        expected = np.clip(gain * (planar.numpy() - ramp.mean()) + ramp.mean() + bias, 0, 255)
+        np.testing.assert_allclose(got, expected, atol=1e-3)
         saturated = (expected == 0) | (expected == 255)
-        assert np.array_equal(got[saturated], expected[saturated])  # saturates rather than wrapping
-    assert np.array_equal(photometric(ramp, config, None), ramp.transpose(2, 0, 1)[:3])
+        assert saturated.any() and np.array_equal(got[saturated], expected[saturated])  # no wrapping
 
 
 def test_erasing_hides_one_rectangle_and_keeps_the_points():

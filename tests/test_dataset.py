@@ -8,7 +8,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from densemarks.augment import AugmentConfig, LandmarkTransform, to_original
-from densemarks.dataset import LandmarkDataset, open_training_data, split_indices, list_test_images
+from densemarks.dataset import (LandmarkDataset, SampleStreams, list_test_images, open_training_data,
+                                split_indices)
 from densemarks.errors import DataError
 
 
@@ -95,3 +96,15 @@ print(sum(len(b["image"]) for b in make_loader(ds, 8, 2, True, 0, 0, torch.devic
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == "60"
+
+
+def test_sample_streams_depend_only_on_seed_epoch_and_index():
+    keys = [(epoch, index) for epoch in (0, 1, 7) for index in (0, 1, 2, 1000)]
+    forward = SampleStreams(0)
+    draws = {key: forward(*key).random(4).tolist() for key in keys}
+    backward = SampleStreams(0)  # another worker, serving the samples in another order
+    assert all(backward(*key).random(4).tolist() == draws[key] for key in reversed(keys))
+    assert len({tuple(d) for d in draws.values()}) == len(keys)  # every sample its own stream
+    assert SampleStreams(1)(0, 0).random(4).tolist() != draws[(0, 0)]
+    long = SampleStreams(0)(0, 0).random(10_000)  # a long draw does not reach the next block
+    assert not np.isin(draws[(0, 1)], long).any()

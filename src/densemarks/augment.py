@@ -4,9 +4,9 @@ Geometric steps (black-border removal, scale-to-cover/fit/stretch, centre or ran
 rotation, scale and shift jitter, horizontal flip) compose into a single 3x3 matrix from
 original-image pixels to network-input pixels (`geometry` explains the convention). The image
 is warped once with it; points move by the same matrix and, after a flip, are reordered by the
-scheme's flip index; `to_original` undoes both. Brightness/contrast jitter is one saturating
-uint8 pass on the small output image; ImageNet normalisation happens per batch on the training
-device (`normalize_batch`).
+scheme's flip index; `to_original` undoes both. Brightness/contrast jitter is drawn per sample
+as a (gain, offset) pair and applied, saturating, by the same pass that normalises the batch on
+the training device (`normalize_batch`): no extra pass over the pixels, no rounding to uint8.
 """
 
 from __future__ import annotations
@@ -52,19 +52,26 @@ class AugmentConfig:
             raise ValueError(f"unknown crop {self.crop!r}; choose one of {', '.join(CROP_MODES)}")
 
 
+IDENTITY_TONE = (1.0, 0.0)
+
+
 @dataclass(frozen=True)
 class Sample:
-    """image: (3, H, W) uint8 (`normalize_batch` makes the network input); points: (K, 2) float32 in input pixels (None without labels);
-    matrix: 3x3 from original-image pixels to input pixels; flipped: points were reordered."""
+    """image: (3, H, W) uint8, before the brightness/contrast jitter; tone: that jitter as
+    (gain, offset), the network seeing clip(gain * image + offset, 0, 255) normalised
+    (`normalize_batch` applies both); points: (K, 2) float32 in input pixels (None without
+    labels); matrix: 3x3 from original-image pixels to input pixels; flipped: points were
+    reordered."""
 
     image: np.ndarray
     points: np.ndarray | None
     matrix: np.ndarray
     flipped: bool
+    tone: tuple[float, float] = IDENTITY_TONE
 
 
 class LandmarkTransform:
-    """Thin state over `sample_matrix` / `warp` / `photometric`: config, flip index, train mode."""
+    """Thin state over `sample_matrix` / `warp` / `sample_tone`: config, flip index, train mode."""
 
     def __init__(self, config: AugmentConfig, flip_index: np.ndarray | None = None,
                  train: bool = False):
@@ -90,10 +97,11 @@ class LandmarkTransform:
             if flipped:
                 out_points = out_points[self.flip_index]
             out_points = out_points.astype(np.float32)
-        tensor = photometric(pixels, self.config, rng if self.train else None)
+        tone = sample_tone(pixels, self.config, rng if self.train else None)
+        planar = to_planar(pixels)
         if self.train and self.config.erase_p > 0:
-            erase(tensor, self.config, rng)
-        return Sample(tensor, out_points, matrix, flipped)
+            erase(planar, self.config, rng)
+        return Sample(planar, out_points, matrix, flipped, tone)
 
 
 def sample_matrix(image: LoadedImage, config: AugmentConfig,
@@ -120,18 +128,20 @@ def sample_matrix(image: LoadedImage, config: AugmentConfig,
         over_y = max(0.0, sy * (box[3] - box[1]) - out_h)
         tx += rng.uniform(-over_x, over_x) / 2
         ty += rng.uniform(-over_y, over_y) / 2
-    # zoom and rotation about the output centre, then the shift, then maybe the mirror
+    # zoom and rotation about the output centre, then the shift, then maybe the mirror; the
+    # five draws in one call (a call costs more than the arithmetic)
+    r_angle, r_zoom, r_x, r_y, r_flip = rng.random(5).tolist()  # uniform in [0, 1)
     cx, cy = (out_w - 1) / 2, (out_h - 1) / 2
-    angle = math.radians(rng.uniform(-config.rotate_deg, config.rotate_deg))
-    zoom = rng.uniform(1 - config.scale_jitter, 1 + config.scale_jitter)
-    shift_x = rng.uniform(-config.shift_jitter, config.shift_jitter) * out_w
-    shift_y = rng.uniform(-config.shift_jitter, config.shift_jitter) * out_h
+    angle = math.radians((2 * r_angle - 1) * config.rotate_deg)
+    zoom = 1 + (2 * r_zoom - 1) * config.scale_jitter
+    shift_x = (2 * r_x - 1) * config.shift_jitter * out_w
+    shift_y = (2 * r_y - 1) * config.shift_jitter * out_h
     c, s = zoom * math.cos(angle), zoom * math.sin(angle)
     jx = cx + shift_x - c * cx - s * cy  # jitter = [[c, s, jx], [-s, c, jy]]
     jy = cy + shift_y + s * cx - c * cy
     row0 = [c * sx, s * sy, c * tx + s * ty + jx]  # jitter @ frame
     row1 = [-s * sx, c * sy, -s * tx + c * ty + jy]
-    flipped = bool(rng.random() < config.flip_p)
+    flipped = r_flip < config.flip_p
     if flipped:  # geometry.hflip(out_w) @ (jitter @ frame)
         row0 = [-row0[0], -row0[1], out_w - 1.0 - row0[2]]
     return np.array([row0, row1, [0.0, 0.0, 1.0]]), flipped
@@ -160,31 +170,29 @@ def warp(image: LoadedImage, matrix: np.ndarray, size: tuple[int, int]) -> np.nd
                           flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 
 
-def photometric(pixels: np.ndarray, config: AugmentConfig,
-                rng: np.random.Generator | None) -> np.ndarray:
-    """(H, W, 3 or 4) uint8 -> (3, H, W) uint8 with brightness/contrast jitter applied.
-
-    The jitter is round(gain * x + offset) clipped to 0..255 (as on a real image), one
-    saturating OpenCV pass over the planar copy (half the time of a 256-entry LUT on the
-    4-channel image). The planar copy is OpenCV's split straight into one (C, H, W) array (a
-    quarter of the time of splitting into new planes and stacking them; a strided view would
-    make batching several times slower).
-    Images stay uint8 until `normalize_batch` on the training device: four times less to copy
-    between loader workers and to the GPU than float32.
+def to_planar(pixels: np.ndarray) -> np.ndarray:
+    """(H, W, 3 or 4) uint8 -> (3, H, W) uint8: OpenCV's split straight into one (C, H, W) array
+    (a quarter of the time of splitting into new planes and stacking them; a strided view would
+    make batching several times slower). Images stay uint8 until `normalize_batch` on the
+    training device: four times less to copy between loader workers and to the GPU than float32.
     """
     h, w, channels = pixels.shape
     planes = np.empty((channels, h, w), np.uint8)
     cv2.split(pixels, list(planes))
-    planar = planes[:3]  # contiguous: the unused fourth plane is last
-    if rng is not None and (config.brightness > 0 or config.contrast > 0):
-        gain = rng.uniform(1 - config.contrast, 1 + config.contrast)
-        bias = rng.uniform(-config.brightness, config.brightness) * 255.0
-        # contrast pivots on the image's mean, estimated from every fourth row
-        mean = sum(cv2.mean(pixels[::4])[:3]) / 3
-        # round(gain * x + offset) clipped to 0..255, in one saturating pass
-        flat = planar.reshape(-1, planar.shape[-1])
-        cv2.addWeighted(flat, gain, flat, 0.0, (1 - gain) * mean + bias, dst=flat)
-    return planar
+    return planes[:3]  # contiguous: the unused fourth plane is last
+
+
+def sample_tone(pixels: np.ndarray, config: AugmentConfig,
+                rng: np.random.Generator | None) -> tuple[float, float]:
+    """Brightness/contrast jitter for one (H, W, 3 or 4) uint8 image as (gain, offset): contrast
+    is a gain about the image's mean (estimated from every fourth row), brightness an offset of
+    up to `brightness` of the full range. rng=None or no jitter: the identity."""
+    if rng is None or (config.brightness <= 0 and config.contrast <= 0):
+        return IDENTITY_TONE
+    gain = rng.uniform(1 - config.contrast, 1 + config.contrast)
+    bias = rng.uniform(-config.brightness, config.brightness) * 255.0
+    mean = sum(cv2.mean(pixels[::4])[:3]) / 3
+    return gain, (1 - gain) * mean + bias
 
 
 def erase(planar: np.ndarray, config: AugmentConfig, rng: np.random.Generator) -> None:
@@ -202,15 +210,16 @@ def erase(planar: np.ndarray, config: AugmentConfig, rng: np.random.Generator) -
     planar[:, top:top + eh, left:left + ew] = rng.integers(0, 256, (3, eh, ew), dtype=np.uint8)
 
 
-def normalize_batch(images: torch.Tensor, normalize: bool = True,
-                    out: torch.Tensor | None = None) -> torch.Tensor:
-    """(B, 3, H, W) uint8 -> float32 network input: ImageNet mean/std, or [0, 1] when
-    normalize is False. Runs on the images' device; `out` (same shape, float32, contiguous or
-    channels_last) avoids an allocation per batch.
+def normalize_batch(images: torch.Tensor, normalize: bool = True, out: torch.Tensor | None = None,
+                    tone: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, 3, H, W) uint8 -> float32 network input: clip(gain * x + offset, 0, 255) for each
+    sample's tone (B, 2) (gain, offset) (None: unchanged), then ImageNet mean/std, or [0, 1]
+    when normalize is False. Runs on the images' device; `out` (same shape, float32,
+    contiguous or channels_last) avoids an allocation per batch.
 
-    On the CPU one compiled pass converts, scales and shifts (and changes the layout for a
-    channels_last `out`): a quarter of the time of torch's three passes (copy, mul, add),
-    which are memory-bound on a batch of float images."""
+    On the CPU one compiled pass converts, jitters, scales and shifts (and changes the layout
+    for a channels_last `out`): a quarter of the time of torch's passes, which are memory-bound
+    on a batch of float images."""
     mean = IMAGENET_MEAN if normalize else np.zeros(3, np.float32)
     std = IMAGENET_STD if normalize else np.ones(3, np.float32)
     scale = (1.0 / (255.0 * std)).astype(np.float32)
@@ -220,41 +229,51 @@ def normalize_batch(images: torch.Tensor, normalize: bool = True,
     if images.device.type == "cpu" and images.dtype == torch.uint8 and out.dtype == torch.float32 \
             and images.dim() == 4 and images.shape[1] == 3 and out.shape == images.shape:
         src, dst = images.numpy(), out.detach().numpy()
+        tones = np.empty((len(src), 2), np.float32)
+        tones[:] = IDENTITY_TONE if tone is None else tone.detach().cpu().numpy()
         if out.is_contiguous():
-            _normalize_planar(src, dst, scale, shift)
+            _normalize_planar(src, dst, scale, shift, tones)
             return out
         if out.is_contiguous(memory_format=torch.channels_last):
-            _normalize_interleaved(src, dst.transpose(0, 2, 3, 1), scale, shift)
+            _normalize_interleaved(src, dst.transpose(0, 2, 3, 1), scale, shift, tones)
             return out
     out.copy_(images)
+    if tone is not None:
+        tone = tone.to(out.device, torch.float32).view(-1, 2, 1, 1, 1)
+        out.mul_(tone[:, 0]).add_(tone[:, 1]).clamp_(0.0, 255.0)
     return out.mul_(torch.from_numpy(scale).to(out.device).view(1, 3, 1, 1)).add_(
         torch.from_numpy(shift).to(out.device).view(1, 3, 1, 1))
 
 
 @njit(cache=True, nogil=True)
-def _normalize_planar(src, dst, scale, shift):
-    """(B, C, H, W) uint8 -> (B, C, H, W) float32, value * scale[c] + shift[c], rows innermost."""
+def _normalize_planar(src, dst, scale, shift, tone):
+    """(B, C, H, W) uint8 -> (B, C, H, W) float32, clip(value * gain[i] + offset[i], 0, 255) *
+    scale[c] + shift[c], rows innermost. All float32 (a float64 bound would halve the speed)."""
+    zero, top = np.float32(0.0), np.float32(255.0)
     for i in range(src.shape[0]):
+        g, o = tone[i, 0], tone[i, 1]
         for c in range(src.shape[1]):
             s, t = scale[c], shift[c]  # held in registers: the loop then vectorises
             for y in range(src.shape[2]):
                 for x in range(src.shape[3]):
-                    dst[i, c, y, x] = src[i, c, y, x] * s + t
+                    dst[i, c, y, x] = min(max(src[i, c, y, x] * g + o, zero), top) * s + t
 
 
 @njit(cache=True, nogil=True)
-def _normalize_interleaved(src, dst, scale, shift):
-    """(B, 3, H, W) uint8 -> (B, H, W, 3) float32 (a channels_last tensor's memory), the three
-    channels written out by hand so the compiler vectorises along the row (twice as fast as a
-    loop over the channels)."""
+def _normalize_interleaved(src, dst, scale, shift, tone):
+    """`_normalize_planar` into (B, H, W, 3) float32 (a channels_last tensor's memory), the
+    three channels written out by hand so the compiler vectorises along the row (twice as fast
+    as a loop over the channels)."""
+    zero, top = np.float32(0.0), np.float32(255.0)
     s0, s1, s2 = scale[0], scale[1], scale[2]
     t0, t1, t2 = shift[0], shift[1], shift[2]
     for i in range(src.shape[0]):
+        g, o = tone[i, 0], tone[i, 1]
         for y in range(src.shape[2]):
             for x in range(src.shape[3]):
-                dst[i, y, x, 0] = src[i, 0, y, x] * s0 + t0
-                dst[i, y, x, 1] = src[i, 1, y, x] * s1 + t1
-                dst[i, y, x, 2] = src[i, 2, y, x] * s2 + t2
+                dst[i, y, x, 0] = min(max(src[i, 0, y, x] * g + o, zero), top) * s0 + t0
+                dst[i, y, x, 1] = min(max(src[i, 1, y, x] * g + o, zero), top) * s1 + t1
+                dst[i, y, x, 2] = min(max(src[i, 2, y, x] * g + o, zero), top) * s2 + t2
 
 
 def to_original(points: np.ndarray, matrix: np.ndarray, flipped: bool | np.ndarray = False,

@@ -326,7 +326,8 @@ def train(data_dir: str | Path, config: TrainConfig, out: str | Path, *, resume:
                 input_buffer = _input_buffer(images.shape, device, config.channels_last)
             # Normalised straight into a reused buffer in the model's memory format: no
             # allocation per batch (costly on CPU) and no separate layout conversion.
-            images = normalize_batch(images, config.augment.normalize, out=input_buffer[: len(images)])
+            images = normalize_batch(images, config.augment.normalize, out=input_buffer[: len(images)],
+                                     tone=batch["tone"])
             with torch.autocast(device.type, dtype=amp_dtype, enabled=use_cuda and config.amp):
                 loss = head.train_loss(train_model, images, batch["points"].to(device, non_blocking=True))
             optimizer.zero_grad(set_to_none=True)

@@ -144,7 +144,6 @@ class LandmarkDataset(Dataset):
         self.file_names = np.asarray(file_names)
         self.points = points
         self.transform = transform
-        self.seed = seed
         self.streams = SampleStreams(seed)
         self.epoch = 0
 

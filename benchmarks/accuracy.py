@@ -2,10 +2,11 @@
 own validation split (its split_seed and val_fraction or fold), in original-image pixels.
 
     densemarks train --data ../shared/data/300w-afw-helen --out RUN --recipe fast-cpu --time-limit 30m
-    python benchmarks/accuracy.py --data ../shared/data/300w-afw-helen --run RUN [--tta]
+    python benchmarks/accuracy.py --data ../shared/data/300w-afw-helen --run RUN
 
 Prints NME, failure rate and the competition score (all points: its expected value for random
-requests) for the best checkpoint, with and without flip TTA, and for the mean shape.
+requests) for the best checkpoint, alone and with flip and multi TTA (`densemarks.tta`), and
+for the mean shape.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from densemarks.metrics import evaluate_points
 from densemarks.predict import mean_shape_baseline
 from densemarks.train import (_training_data, eval_config, load_checkpoint, make_loader,
                               model_from_checkpoint, predict_points, validation_split)
+from densemarks.tta import parse_tta, view_transform
 
 
 def main() -> None:
@@ -38,10 +40,18 @@ def main() -> None:
     names = data.table.file_names[val_rows]
     truth = np.asarray(data.table.points[val_rows])
     transform = LandmarkTransform(eval_config(config), scheme.flip_index)
-    loader = make_loader(LandmarkDataset(data.images_dir, names, None, transform), 32, 0, False, 0, 0, device)
+
+    def predict(mode: str) -> np.ndarray:
+        tta = parse_tta(mode)
+        dataset = LandmarkDataset(data.images_dir, names, None,
+                                  view_transform(eval_config(config), scheme.flip_index, tta))
+        loader = make_loader(dataset, 32, 0, False, 0, 0, device)
+        return predict_points(model, loader, config, scheme, device, flip_tta=tta.flip)
+
     rows = {
-        "model (best checkpoint)": predict_points(model, loader, config, scheme, device),
-        "model + flip TTA": predict_points(model, loader, config, scheme, device, flip_tta=True),
+        "model (best checkpoint)": predict("none"),
+        "model + flip TTA": predict("flip"),
+        "model + multi TTA (10 passes)": predict("multi"),
         "mean shape (training split)": mean_shape_baseline(
             np.asarray(data.table.points[train_rows]), data.table.file_names[train_rows], data.images_dir,
             names, data.images_dir, transform),

@@ -98,8 +98,9 @@ def test_finds_both_faces_and_places_their_points(model, photo, faces68):
     print("photo NME", nme, "own images", own_nme, "mean face in the box", baseline)
     assert np.all(nme < own_nme + 10), (nme, own_nme)
     assert np.all(nme < baseline), (nme, baseline)
-    flipped = Predictor.from_checkpoint(model, flip_tta=True)(path)
-    assert np.all(_matched_nme(flipped, truth) < own_nme + 10)
+    for mode in ("flip", "multi"):
+        seen_more = Predictor.from_checkpoint(model, tta=mode)(path)
+        assert np.all(_matched_nme(seen_more, truth) < own_nme + 10), mode
 
 
 def test_exif_rotated_photo_gives_the_upright_points(model, photo, tmp_path):

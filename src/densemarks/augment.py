@@ -61,7 +61,8 @@ class Sample:
     (gain, offset), the network seeing clip(gain * image + offset, 0, 255) normalised
     (`normalize_batch` applies both); points: (K, 2) float32 in input pixels (None without
     labels); matrix: 3x3 from original-image pixels to input pixels; flipped: points were
-    reordered."""
+    reordered. With views (`LandmarkTransform(views=...)`) image, points and matrix gain a
+    leading view axis."""
 
     image: np.ndarray
     points: np.ndarray | None
@@ -74,12 +75,18 @@ class LandmarkTransform:
     """Thin state over `sample_matrix` / `warp` / `sample_tone`: config, flip index, train mode."""
 
     def __init__(self, config: AugmentConfig, flip_index: np.ndarray | None = None,
-                 train: bool = False):
+                 train: bool = False, views: np.ndarray | None = None):
+        """views (evaluation only): (V, 3, 3) matrices applied after the crop's own
+        (`tta.view_matrices`); each sample then holds V crops (V, 3, H, W), V matrices
+        (V, 3, 3) and its points in each view (V, K, 2)."""
         if train and config.flip_p > 0 and flip_index is None:
             raise ValueError("flip augmentation needs the scheme's flip index")
+        if train and views is not None:
+            raise ValueError("views are for evaluation; training draws its own jitter")
         self.config = config
         self.flip_index = flip_index
         self.train = train
+        self.views = None if views is None else np.asarray(views, dtype=np.float64)
 
     def min_decode_size(self) -> tuple[int, int]:
         """Smallest (width, height) worth decoding: twice the output, margin for borders/zoom."""
@@ -90,6 +97,8 @@ class LandmarkTransform:
                  rng: np.random.Generator | None = None) -> Sample:
         rng = rng if rng is not None else np.random.default_rng()
         matrix, flipped = sample_matrix(image, self.config, rng if self.train else None)
+        if self.views is not None:
+            return self._views(image, points, matrix)
         pixels = warp(image, matrix, self.config.size)
         out_points = None
         if points is not None:
@@ -102,6 +111,14 @@ class LandmarkTransform:
         if self.train and self.config.erase_p > 0:
             erase(planar, self.config, rng)
         return Sample(planar, out_points, matrix, flipped, tone)
+
+    def _views(self, image: LoadedImage, points: np.ndarray | None, matrix: np.ndarray) -> Sample:
+        matrices = self.views @ matrix
+        planar = np.stack([to_planar(warp(image, m, self.config.size)) for m in matrices])
+        out_points = None
+        if points is not None:
+            out_points = geometry.apply(matrices, np.asarray(points, dtype=np.float64)[None]).astype(np.float32)
+        return Sample(planar, out_points, matrices, False)
 
 
 def sample_matrix(image: LoadedImage, config: AugmentConfig,

@@ -169,12 +169,16 @@ def merge_folds(
     console.print(f"wrote {merge_out_of_fold(runs, out)} out-of-fold predictions to {out}")
 
 
+TtaOption = Annotated[str, typer.Option(
+    help="Test-time augmentation: none, flip (2 passes) or multi (flip, also rotated and zoomed: 10 passes).")]
+
+
 @app.command()
 def predict(
     checkpoint: Annotated[Path, typer.Option(help="A checkpoint (RUN/best.pt).")],
     data: Annotated[Path, typer.Option(help="Test folder: images/ and optionally test_points.csv.")],
     out: Annotated[Path, typer.Option(help="Predictions CSV (landmarks.csv layout, image pixels).")],
-    tta: Annotated[str, typer.Option(help="Test-time augmentation: none or flip.")] = "none",
+    tta: TtaOption = "none",
     batch_size: Annotated[int, typer.Option(min=1)] = 32,
     workers: Annotated[int, typer.Option(min=0)] = 1,
     draw: Annotated[Optional[Path], typer.Option(help="Also save a PNG grid of predictions here.")] = None,
@@ -182,14 +186,14 @@ def predict(
 ):
     """Predict every point of every face, in original-image pixels."""
     from densemarks.csvio import write_landmarks
+    from densemarks.tta import parse_tta
 
-    if tta not in ("none", "flip"):
-        raise DataError(None, f"--tta {tta!r}: choose none or flip")
+    parse_tta(tta)  # a bad name fails before any work
     if mean_shape is not None:
         names, points = _mean_shape_predictions(checkpoint, data, mean_shape)
     else:
         from densemarks.predict import predict_folder
-        names, points = predict_folder(checkpoint, data, flip_tta=tta == "flip", batch_size=batch_size, workers=workers)
+        names, points = predict_folder(checkpoint, data, tta=tta, batch_size=batch_size, workers=workers)
     if not _main_process():
         return
     write_landmarks(out, names, points)
@@ -302,17 +306,14 @@ def analyze(
 DetectorOption = Annotated[str, typer.Option(help="Face detector: mtcnn, mediapipe, haar or dlib.")]
 BackendOption = Annotated[str, typer.Option(help="torch, or onnx (the model from `densemarks export`).")]
 OnnxOption = Annotated[Optional[Path], typer.Option(help="ONNX file for --backend onnx (default: CKPT with .onnx).")]
-TtaOption = Annotated[str, typer.Option(help="Test-time augmentation: none or flip.")]
 RefineOption = Annotated[int, typer.Option(min=0, help="Re-framing passes after the detector box.")]
 
 
 def _photo_predictor(checkpoint: Path, detector: str, backend: str, onnx: Optional[Path], tta: str, refine: int):
     from densemarks.photos import Predictor
 
-    if tta not in ("none", "flip"):
-        raise DataError(None, f"--tta {tta!r}: choose none or flip")
     return Predictor.from_checkpoint(checkpoint, detector=detector, backend=backend, onnx=onnx,
-                                     refine=refine, flip_tta=tta == "flip")
+                                     refine=refine, tta=tta)
 
 
 @app.command()

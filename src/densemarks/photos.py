@@ -23,6 +23,7 @@ from densemarks.detect import Detection, create_detector
 from densemarks.errors import DataError
 from densemarks.framing import Framing
 from densemarks.images import LoadedImage, load_image
+from densemarks.tta import Tta, parse_tta, view_matrices
 
 
 @dataclass(frozen=True)
@@ -73,22 +74,24 @@ class OnnxLandmarker:
 
 class Predictor:
     """Detector + landmark model. `refine` re-framing passes after the detector-box pass;
-    `flip_tta` averages each crop with its mirror (points renamed by the flip index)."""
+    `tta` (a `tta.TTA_MODES` name or a Tta) averages each crop with its mirror (points renamed
+    by the flip index) and over its framings (crops warped with a rotation or zoom composed in)."""
 
     def __init__(self, landmarker, framing: Framing, flip_index: np.ndarray, *, detector=None,
-                 refine: int = 1, flip_tta: bool = False, norm_points: tuple[int, int] | None = None):
+                 refine: int = 1, tta: str | Tta = "none", norm_points: tuple[int, int] | None = None):
         self.landmarker = landmarker
         self.norm_points = norm_points  # the scheme's NME pair, for evaluation
         self.framing = framing
         self.flip_index = np.asarray(flip_index)
         self.detector = detector
         self.refine = refine
-        self.flip_tta = flip_tta
+        self.tta = parse_tta(tta) if isinstance(tta, str) else tta
+        self.views = view_matrices(self.tta.views, framing.size)
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str | Path, *, detector: str | object | None = "mtcnn",
                         backend: str = "torch", onnx: str | Path | None = None, threads: int | None = None,
-                        refine: int = 1, flip_tta: bool = False) -> "Predictor":
+                        refine: int = 1, tta: str | Tta = "none") -> "Predictor":
         """backend "torch" runs the checkpoint's model; "onnx" runs `onnx` (default: the
         checkpoint's path with .onnx). detector: a name for `create_detector`, an object, or None
         (then only `predict_faces` with given boxes or points works)."""
@@ -107,7 +110,7 @@ class Predictor:
         scheme = state["scheme"]
         norm = scheme.get("norm_points")
         return cls(landmarker, framing, np.asarray(scheme["flip_index"]), detector=detector,
-                   refine=refine, flip_tta=flip_tta, norm_points=tuple(norm) if norm else None)
+                   refine=refine, tta=tta, norm_points=tuple(norm) if norm else None)
 
     def __call__(self, photo: str | Path | np.ndarray | LoadedImage) -> list[Face]:
         """Every face the detector finds, best score first; [] when there is none."""
@@ -143,13 +146,16 @@ class Predictor:
         return points
 
     def _predict(self, image: LoadedImage, matrices: np.ndarray) -> np.ndarray:
-        crops = np.stack([self._crop(image, m) for m in matrices])  # (N, H, W, 3) uint8
+        """Points (N, K, 2) in photo pixels for N faces framed by `matrices` (photo -> input)."""
+        views = (self.views[:, None] @ matrices[None]).reshape(-1, 3, 3)  # view-major (V * N)
+        crops = np.stack([self._crop(image, m) for m in views])  # (V * N, H, W, 3) uint8
         points = self.landmarker(crops).astype(np.float64)
-        if self.flip_tta:
+        if self.tta.flip:
             mirrored = self.landmarker(crops[:, :, ::-1])[:, self.flip_index].astype(np.float64)
             mirrored[..., 0] = (self.framing.size[1] - 1) - mirrored[..., 0]
             points = (points + mirrored) / 2
-        return geometry.apply(np.linalg.inv(matrices), points)
+        points = geometry.apply(np.linalg.inv(views), points)
+        return points.reshape(len(self.views), len(matrices), *points.shape[1:]).mean(axis=0)
 
     def _crop(self, image: LoadedImage, matrix: np.ndarray) -> np.ndarray:
         """One face's input crop (H, W, 3) uint8. Only the photo's region under the crop (plus a

@@ -9,28 +9,31 @@ import pyarrow as pa
 
 from densemarks import distributed
 from densemarks.augment import LandmarkTransform, to_original
-from densemarks.csvio import (RequestedPoints, write_table, read_landmarks, read_test_points,
-                              rows_for)
+from densemarks.csvio import (RequestedPoints, read_landmarks, read_test_points, rows_for,
+                              write_table)
 from densemarks.dataset import LandmarkDataset, list_test_images
 from densemarks.errors import DataError
 from densemarks.train import (eval_config, load_checkpoint, make_loader, model_from_checkpoint,
                               predict_points)
+from densemarks.tta import parse_tta, view_transform
 
 
-def predict_folder(checkpoint: str | Path, data: str | Path, *, flip_tta: bool = False,
+def predict_folder(checkpoint: str | Path, data: str | Path, *, tta: str = "none",
                    batch_size: int = 32, workers: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """(file names, points (N, K, 2) in original-image pixels) for a test folder: the files of
-    its test_points.csv in that order when present, else every image in images/. Under torchrun
-    each rank predicts every world-th image and all ranks return the whole result."""
+    its test_points.csv in that order when present, else every image in images/. tta: a
+    `tta.TTA_MODES` name. Under torchrun each rank predicts every world-th image and all ranks
+    return the whole result."""
+    views = parse_tta(tta)
     ctx = distributed.setup()
     device = ctx.device
     model, config, scheme = model_from_checkpoint(load_checkpoint(checkpoint, device), device)
     data = Path(data)
     names, _ = list_test_images(data, scheme.num_points)
-    transform = LandmarkTransform(eval_config(config), scheme.flip_index)
+    transform = view_transform(eval_config(config), scheme.flip_index, views)
     dataset = LandmarkDataset(data / "images", names, None, transform)
     loader = make_loader(dataset, batch_size, workers, False, 0, 0, device, ctx=ctx, pad=False)
-    return names, predict_points(model, loader, config, scheme, device, flip_tta, ctx=ctx)
+    return names, predict_points(model, loader, config, scheme, device, views.flip, ctx=ctx)
 
 
 def mean_shape_baseline(train_points: np.ndarray, train_names: np.ndarray, train_images: Path,

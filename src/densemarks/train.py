@@ -157,16 +157,20 @@ def set_trainable(model: torch.nn.Module, config: TrainConfig, epoch: int) -> No
 def predict_points(model: torch.nn.Module, loader: DataLoader, config: TrainConfig,
                    scheme: LandmarkScheme, device: torch.device, flip_tta: bool = False,
                    desc: str = "predict", ctx: Context | None = None) -> np.ndarray:
-    """Points (N, K, 2) in original-image pixels for every item of the dataset, in order. Under
-    torchrun each rank predicts its shard (a loader from make_loader(..., ctx=ctx, pad=False))
-    and every rank gets the whole result."""
+    """Points (N, K, 2) in original-image pixels for every item of the dataset, in order. When
+    the dataset's transform has views (`tta`), each face's views are mapped back to original
+    pixels and averaged. Under torchrun each rank predicts its shard (a loader from
+    make_loader(..., ctx=ctx, pad=False)) and every rank gets the whole result."""
     head = make_head(config)
     flip_index = torch.as_tensor(scheme.flip_index, device=device)
     model.eval()
     out = []
     with torch.no_grad():
         for batch in tqdm(loader, desc=desc, leave=False, unit="batch", disable=ctx is not None and not ctx.main):
-            images = normalize_batch(batch["image"].to(device, non_blocking=True), config.augment.normalize)
+            images, matrices = batch["image"], batch["matrix"].numpy()
+            views = images.shape[1] if images.ndim == 5 else 1  # (B, V, 3, H, W) with views
+            images = normalize_batch(images.flatten(0, images.ndim - 4).to(device, non_blocking=True),
+                                     config.augment.normalize)
             if config.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
             output = model(images)
@@ -174,8 +178,9 @@ def predict_points(model: torch.nn.Module, loader: DataLoader, config: TrainConf
                 points = head.decode_flip(output, model(images.flip(-1)), flip_index)
             else:
                 points = head.decode(output)
-            out.append(to_original(points.cpu().numpy(), batch["matrix"].numpy(),
-                                   batch["flipped"].numpy(), scheme.flip_index))
+            points = to_original(points.cpu().numpy(), matrices.reshape(-1, 3, 3),
+                                 np.repeat(batch["flipped"].numpy(), views), scheme.flip_index)
+            out.append(points.reshape(-1, views, *points.shape[1:]).mean(axis=1))
     local = np.concatenate(out).astype(np.float32) if out else \
         np.zeros((0, scheme.num_points, 2), np.float32)
     if ctx is None or not ctx.distributed:

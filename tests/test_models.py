@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from densemarks.errors import DataError
 from densemarks.models import (ModelError, RegressionCodec, backbone_stages, create_model,
                                head_and_backbone)
 
@@ -87,3 +88,16 @@ def test_per_stage_learning_rates_and_freezing():
     assert not any(p.requires_grad for s in stages for p in s)
     set_trainable(model, config, epoch=2)  # head + the two top stages
     assert [all(p.requires_grad for p in s) for s in stages] == [False, False, False, True, True]
+
+    def trainable(**overrides):
+        set_trainable(model, cfg.apply_overrides(config, overrides, "test"), epoch=9)
+        batchnorm_training = [m.training for m in model.backbone.layer1.modules()
+                              if isinstance(m, torch.nn.BatchNorm2d)]
+        return [any(p.requires_grad for p in s) for s in stages], batchnorm_training
+
+    model.train()
+    assert trainable(mode="full", frozen_stages=2) == ([False, False, True, True, True], [False] * 4)
+    model.train()
+    assert trainable(mode="staged", frozen_stages=1) == ([False, True, True, True, True], [True] * 4)
+    with pytest.raises(DataError, match="frozen_stages=6: this backbone has 5 stages"):
+        trainable(frozen_stages=6)

@@ -134,8 +134,11 @@ def build_scheduler(optimizer, config: TrainConfig, steps_per_epoch: int):
 
 def set_trainable(model: torch.nn.Module, config: TrainConfig, epoch: int) -> None:
     """full: everything; head: only the head; staged: the head, then one more backbone stage
-    (from the top) every stage_epochs epochs. Frozen stages also keep their BatchNorm stats."""
+    (from the top) every stage_epochs epochs. In every mode the first frozen_stages stages (from
+    the input) stay frozen. Frozen stages also keep their BatchNorm stats."""
     stages = model.stages()
+    if not 0 <= config.frozen_stages <= len(stages):
+        raise DataError(None, f"frozen_stages={config.frozen_stages}: this backbone has {len(stages)} stages")
     if config.mode == "full":
         unfrozen = len(stages)
     elif config.mode == "head":
@@ -144,6 +147,7 @@ def set_trainable(model: torch.nn.Module, config: TrainConfig, epoch: int) -> No
         unfrozen = min(len(stages), epoch // max(1, config.stage_epochs))
     else:
         raise DataError(None, f"unknown mode {config.mode!r}; choose full, head or staged")
+    unfrozen = min(unfrozen, len(stages) - config.frozen_stages)
     frozen_ids = {id(p) for stage in stages[: len(stages) - unfrozen] for p in stage}
     for p in model.parameters():
         p.requires_grad_(id(p) not in frozen_ids)

@@ -2,11 +2,12 @@
 own validation split (its split_seed and val_fraction or fold), in original-image pixels.
 
     densemarks train --data ../shared/data/300w-afw-helen --out RUN --recipe fast-cpu --time-limit 30m
-    python benchmarks/accuracy.py --data ../shared/data/300w-afw-helen --run RUN
+    python benchmarks/accuracy.py --data ../shared/data/300w-afw-helen --run RUN [--run RUN2 ...]
 
 Prints NME, failure rate and the competition score (all points: its expected value for random
 requests) for the best checkpoint, alone and with flip and multi TTA (`densemarks.tta`), and
-for the mean shape.
+for the mean shape. With several runs (same validation split): each run, then their ensemble,
+the plain average of their points in original pixels, in each TTA mode.
 """
 
 from __future__ import annotations
@@ -18,52 +19,69 @@ import numpy as np
 import torch
 
 from densemarks.augment import LandmarkTransform
-from densemarks.dataset import LandmarkDataset
+from densemarks.dataset import LandmarkDataset, TrainingData
 from densemarks.metrics import evaluate_points
 from densemarks.predict import mean_shape_baseline
 from densemarks.train import (_training_data, eval_config, load_checkpoint, make_loader,
                               model_from_checkpoint, predict_points, validation_split)
-from densemarks.tta import parse_tta, view_transform
+from densemarks.tta import TTA_MODES, parse_tta, view_transform
+
+LABELS = {"none": "best checkpoint", "flip": "flip TTA", "multi": "multi TTA (10 passes)"}
+
+
+def run_predictions(run: Path, data: TrainingData, device: torch.device):
+    """(header line, config, validation rows, {tta mode: points (N, K, 2)}) of one run."""
+    state = load_checkpoint(run / "best.pt", device)
+    model, config, _ = model_from_checkpoint(state, device)
+    scheme = data.scheme
+    _, val_rows = validation_split(len(data.table), config)
+    names = data.table.file_names[val_rows]
+    out = {}
+    for mode in TTA_MODES:
+        tta = parse_tta(mode)
+        transform = view_transform(eval_config(config), scheme.flip_index, tta)
+        loader = make_loader(LandmarkDataset(data.images_dir, names, None, transform), 32, 0, False, 0, 0, device)
+        out[mode] = predict_points(model, loader, config, scheme, device, flip_tta=tta.flip)
+    history = state["history"]
+    header = (f"run {run}: {config.model} ({config.weights}), input {config.augment.size}, "
+              f"best epoch {state['best_epoch']} (reached after {history[-1]['seconds'] / 60:.1f} min "
+              f"of training); validation split: {len(val_rows)} of {len(data.table)} faces "
+              f"(split seed {config.split_seed})")
+    return header, config, val_rows, out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", type=Path, required=True)
-    parser.add_argument("--run", type=Path, required=True)
+    parser.add_argument("--run", type=Path, action="append", required=True,
+                        help="a run folder; give several for their ensemble too")
     args = parser.parse_args()
     device = torch.device("cpu")
-    state = load_checkpoint(args.run / "best.pt", device)
-    model, config, _ = model_from_checkpoint(state, device)
     data = _training_data(args.data)
-    scheme = data.scheme
+    runs = [run_predictions(run, data, device) for run in args.run]
+    config = runs[0][1]
     train_rows, val_rows = validation_split(len(data.table), config)
+    if any(not np.array_equal(rows, val_rows) for _, _, rows, _ in runs):
+        raise SystemExit("the runs validate on different faces (split_seed, val_fraction or fold differ)")
     names = data.table.file_names[val_rows]
     truth = np.asarray(data.table.points[val_rows])
-    transform = LandmarkTransform(eval_config(config), scheme.flip_index)
-
-    def predict(mode: str) -> np.ndarray:
-        tta = parse_tta(mode)
-        dataset = LandmarkDataset(data.images_dir, names, None,
-                                  view_transform(eval_config(config), scheme.flip_index, tta))
-        loader = make_loader(dataset, 32, 0, False, 0, 0, device)
-        return predict_points(model, loader, config, scheme, device, flip_tta=tta.flip)
-
-    rows = {
-        "model (best checkpoint)": predict("none"),
-        "model + flip TTA": predict("flip"),
-        "model + multi TTA (10 passes)": predict("multi"),
-        "mean shape (training split)": mean_shape_baseline(
-            np.asarray(data.table.points[train_rows]), data.table.file_names[train_rows], data.images_dir,
-            names, data.images_dir, transform),
-    }
-    history = state["history"]
-    print(f"run {args.run}: {config.model} ({config.weights}), input {config.augment.size}, "
-          f"best epoch {state['best_epoch']} (reached after {history[-1]['seconds'] / 60:.1f} min of training); "
-          f"validation split: {len(val_rows)} of {len(data.table)} faces (split seed {config.split_seed})")
+    rows = {}
+    for i, (header, _, _, predictions) in enumerate(runs, 1):
+        print(header)
+        model = "model" if len(runs) == 1 else f"run {i}"
+        for mode, points in predictions.items():
+            rows[f"{model} ({LABELS[mode]})" if mode == "none" else f"{model} + {LABELS[mode]}"] = points
+    if len(runs) > 1:
+        for mode in TTA_MODES:
+            rows[f"ensemble of {len(runs)}, {LABELS[mode]}"] = np.mean([r[3][mode] for r in runs], axis=0)
+    transform = LandmarkTransform(eval_config(config), data.scheme.flip_index)
+    rows["mean shape (training split)"] = mean_shape_baseline(
+        np.asarray(data.table.points[train_rows]), data.table.file_names[train_rows], data.images_dir,
+        names, data.images_dir, transform)
     print("| predictions | NME (%) | failure rate >10% (%) | competition score (px^2) |")
     print("|---|---|---|---|")
     for label, pred in rows.items():
-        m = evaluate_points(pred, truth, scheme)
+        m = evaluate_points(pred, truth, data.scheme)
         print(f"| {label} | {m.nme:.3f} | {m.failure_rate:.1f} | {m.competition_score:.2f} |")
 
 

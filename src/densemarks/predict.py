@@ -24,16 +24,16 @@ def predict_folder(checkpoint: str | Path, data: str | Path, *, tta: str = "none
     its test_points.csv in that order when present, else every image in images/. tta: a
     `tta.TTA_MODES` name. Under torchrun each rank predicts every world-th image and all ranks
     return the whole result."""
-    views = parse_tta(tta)
+    mode = parse_tta(tta)
     ctx = distributed.setup()
     device = ctx.device
     model, config, scheme = model_from_checkpoint(load_checkpoint(checkpoint, device), device)
     data = Path(data)
     names, _ = list_test_images(data, scheme.num_points)
-    transform = view_transform(eval_config(config), scheme.flip_index, views)
+    transform = view_transform(eval_config(config), scheme.flip_index, mode)
     dataset = LandmarkDataset(data / "images", names, None, transform)
     loader = make_loader(dataset, batch_size, workers, False, 0, 0, device, ctx=ctx, pad=False)
-    return names, predict_points(model, loader, config, scheme, device, views.flip, ctx=ctx)
+    return names, predict_points(model, loader, config, scheme, device, mode.flip, ctx=ctx)
 
 
 def mean_shape_baseline(train_points: np.ndarray, train_names: np.ndarray, train_images: Path,

@@ -4,7 +4,7 @@ none: the face once. flip: also its mirror; the mirror's maps (or points) are mi
 renamed through the flip index and averaged with the first. multi: flip in each of five
 framings, the face as is, rotated by -10 and +10 degrees and zoomed by 0.95 and 1.05 about the
 crop's centre (inside the training augmentation's range): ten passes. Each framing is one more
-matrix composed before the crop's own (`view_matrices`), so every view is warped once from the
+matrix applied after the crop's own (`view_matrices`), so every view is warped once from the
 decoded image, and its points go back to original pixels through its own inverse before the
 views are averaged.
 """

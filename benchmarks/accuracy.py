@@ -2,12 +2,14 @@
 own validation split (its split_seed and val_fraction or fold), in original-image pixels.
 
     densemarks train --data ../shared/data/300w-afw-helen --out RUN --recipe fast-cpu --time-limit 30m
-    python benchmarks/accuracy.py --data ../shared/data/300w-afw-helen --run RUN [--run RUN2 ...]
+    python benchmarks/accuracy.py --data ../shared/data/300w-afw-helen --run RUN [--run RUN2 ...] [--checkpoint last]
 
 Prints NME, failure rate and the competition score (all points: its expected value for random
 requests) for the best checkpoint, alone and with flip and multi TTA (`densemarks.tta`), and
-for the mean shape. With several runs (same validation split): each run, then their ensemble,
-the plain average of their points in original pixels, in each TTA mode.
+for the mean shape. The best checkpoint is the epoch with the lowest NME on this same split,
+so its figure is slightly optimistic; `--checkpoint last` scores the final epoch instead.
+With several runs (same validation split): each run, then their ensemble, the plain average
+of their points in original pixels, in each TTA mode.
 """
 
 from __future__ import annotations
@@ -26,12 +28,13 @@ from densemarks.train import (_training_data, eval_config, load_checkpoint, make
                               model_from_checkpoint, predict_points, validation_split)
 from densemarks.tta import TTA_MODES, parse_tta, view_transform
 
-LABELS = {"none": "best checkpoint", "flip": "flip TTA", "multi": "multi TTA (10 passes)"}
+LABELS = {"none": "no TTA", "flip": "flip TTA", "multi": "multi TTA (10 passes)"}
 
 
-def run_predictions(run: Path, data: TrainingData, device: torch.device):
-    """(header line, config, validation rows, {tta mode: points (N, K, 2)}) of one run."""
-    state = load_checkpoint(run / "best.pt", device)
+def run_predictions(run: Path, data: TrainingData, device: torch.device, checkpoint: str = "best"):
+    """(header line, config, validation rows, {tta mode: points (N, K, 2)}) of one run's
+    best.pt or last.pt."""
+    state = load_checkpoint(run / f"{checkpoint}.pt", device)
     model, config, _ = model_from_checkpoint(state, device)
     scheme = data.scheme
     _, val_rows = validation_split(len(data.table), config)
@@ -44,9 +47,9 @@ def run_predictions(run: Path, data: TrainingData, device: torch.device):
         out[mode] = predict_points(model, loader, config, scheme, device, flip_tta=tta.flip)
     history = state["history"]
     header = (f"run {run}: {config.model} ({config.weights}), input {config.augment.size}, "
-              f"best epoch {state['best_epoch']} (reached after {history[-1]['seconds'] / 60:.1f} min "
-              f"of training); validation split: {len(val_rows)} of {len(data.table)} faces "
-              f"(split seed {config.split_seed})")
+              f"{checkpoint} checkpoint: epoch {history[-1]['epoch']} (reached after "
+              f"{history[-1]['seconds'] / 60:.1f} min of training); validation split: {len(val_rows)} of "
+              f"{len(data.table)} faces (split seed {config.split_seed})")
     return header, config, val_rows, out
 
 
@@ -55,10 +58,12 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--run", type=Path, action="append", required=True,
                         help="a run folder; give several for their ensemble too")
+    parser.add_argument("--checkpoint", choices=["best", "last"], default="best",
+                        help="best.pt (lowest validation NME, slightly optimistic) or last.pt")
     args = parser.parse_args()
     device = torch.device("cpu")
     data = _training_data(args.data)
-    runs = [run_predictions(run, data, device) for run in args.run]
+    runs = [run_predictions(run, data, device, args.checkpoint) for run in args.run]
     config = runs[0][1]
     train_rows, val_rows = validation_split(len(data.table), config)
     if any(not np.array_equal(rows, val_rows) for _, _, rows, _ in runs):
@@ -68,12 +73,13 @@ def main() -> None:
     rows = {}
     for i, (header, _, _, predictions) in enumerate(runs, 1):
         print(header)
-        model = "model" if len(runs) == 1 else f"run {i}"
+        model = f"run {i} ({args.checkpoint})" if len(runs) > 1 else f"model ({args.checkpoint} checkpoint)"
         for mode, points in predictions.items():
-            rows[f"{model} ({LABELS[mode]})" if mode == "none" else f"{model} + {LABELS[mode]}"] = points
+            rows[model if mode == "none" else f"{model} + {LABELS[mode]}"] = points
     if len(runs) > 1:
         for mode in TTA_MODES:
-            rows[f"ensemble of {len(runs)}, {LABELS[mode]}"] = np.mean([r[3][mode] for r in runs], axis=0)
+            ensemble = np.mean([r[3][mode] for r in runs], axis=0)
+            rows[f"ensemble of {len(runs)} ({args.checkpoint}), {LABELS[mode]}"] = ensemble
     transform = LandmarkTransform(eval_config(config), data.scheme.flip_index)
     rows["mean shape (training split)"] = mean_shape_baseline(
         np.asarray(data.table.points[train_rows]), data.table.file_names[train_rows], data.images_dir,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -31,9 +32,16 @@ from densemarks.tta import TTA_MODES, parse_tta, view_transform
 LABELS = {"none": "no TTA", "flip": "flip TTA", "multi": "multi TTA (10 passes)"}
 
 
-def run_predictions(run: Path, data: TrainingData, device: torch.device, checkpoint: str = "best"):
-    """(header line, config, validation rows, {tta mode: points (N, K, 2)}) of one run's
-    best.pt or last.pt."""
+class RunPredictions(NamedTuple):
+    header: str
+    config: object  # TrainConfig
+    val_rows: np.ndarray
+    points: dict[str, np.ndarray]  # tta mode -> (N, K, 2) original pixels
+
+
+def run_predictions(run: Path, data: TrainingData, device: torch.device,
+                    checkpoint: str = "best") -> RunPredictions:
+    """One run's best.pt or last.pt on its validation split, in every TTA mode."""
     state = load_checkpoint(run / f"{checkpoint}.pt", device)
     model, config, _ = model_from_checkpoint(state, device)
     scheme = data.scheme
@@ -50,7 +58,7 @@ def run_predictions(run: Path, data: TrainingData, device: torch.device, checkpo
               f"{checkpoint} checkpoint: epoch {history[-1]['epoch']} (reached after "
               f"{history[-1]['seconds'] / 60:.1f} min of training); validation split: {len(val_rows)} of "
               f"{len(data.table)} faces (split seed {config.split_seed})")
-    return header, config, val_rows, out
+    return RunPredictions(header, config, val_rows, out)
 
 
 def main() -> None:
@@ -64,21 +72,21 @@ def main() -> None:
     device = torch.device("cpu")
     data = _training_data(args.data)
     runs = [run_predictions(run, data, device, args.checkpoint) for run in args.run]
-    config = runs[0][1]
+    config = runs[0].config
     train_rows, val_rows = validation_split(len(data.table), config)
-    if any(not np.array_equal(rows, val_rows) for _, _, rows, _ in runs):
+    if any(not np.array_equal(r.val_rows, val_rows) for r in runs):
         raise SystemExit("the runs validate on different faces (split_seed, val_fraction or fold differ)")
     names = data.table.file_names[val_rows]
     truth = np.asarray(data.table.points[val_rows])
     rows = {}
-    for i, (header, _, _, predictions) in enumerate(runs, 1):
-        print(header)
+    for i, r in enumerate(runs, 1):
+        print(r.header)
         model = f"run {i} ({args.checkpoint})" if len(runs) > 1 else f"model ({args.checkpoint} checkpoint)"
-        for mode, points in predictions.items():
+        for mode, points in r.points.items():
             rows[model if mode == "none" else f"{model} + {LABELS[mode]}"] = points
     if len(runs) > 1:
         for mode in TTA_MODES:
-            ensemble = np.mean([r[3][mode] for r in runs], axis=0)
+            ensemble = np.mean([r.points[mode] for r in runs], axis=0)
             rows[f"ensemble of {len(runs)} ({args.checkpoint}), {LABELS[mode]}"] = ensemble
     transform = LandmarkTransform(eval_config(config), data.scheme.flip_index)
     rows["mean shape (training split)"] = mean_shape_baseline(

@@ -5,7 +5,7 @@ own validation split (its split_seed and val_fraction or fold), in original-imag
     python benchmarks/accuracy.py --data ../shared/data/300w-afw-helen --run RUN [--run RUN2 ...] [--checkpoint last]
 
 Prints NME, failure rate and the competition score (all points: its expected value for random
-requests) for the best checkpoint, alone and with flip and multi TTA (`densemarks.tta`), and
+requests) for the best checkpoint, alone and with flip and multi TTA (`densemarks.inference.tta`), and
 for the mean shape. The best checkpoint is the epoch with the lowest NME on this same split,
 so its figure is slightly optimistic; `--checkpoint last` scores the final epoch instead.
 With several runs (same validation split): each run, then their ensemble, the plain average
@@ -19,15 +19,14 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-import torch
 
-from densemarks.augment import LandmarkTransform
-from densemarks.dataset import LandmarkDataset, TrainingData
-from densemarks.metrics import evaluate_points
-from densemarks.predict import mean_shape_baseline
-from densemarks.train import (_training_data, eval_config, load_checkpoint, make_loader,
-                              model_from_checkpoint, predict_points, validation_split)
-from densemarks.tta import TTA_MODES, parse_tta, view_transform
+from densemarks.analysis.metrics import evaluate_points
+from densemarks.data.augment import LandmarkTransform
+from densemarks.data.dataset import TrainingData, open_training_data
+from densemarks.inference.checkpoint import Checkpoint
+from densemarks.inference.predict import mean_shape_baseline, predict_images
+from densemarks.inference.tta import TTA_MODES
+from densemarks.training.setup import validation_split
 
 LABELS = {"none": "no TTA", "flip": "flip TTA", "multi": "multi TTA (10 passes)"}
 
@@ -39,21 +38,14 @@ class RunPredictions(NamedTuple):
     points: dict[str, np.ndarray]  # tta mode -> (N, K, 2) original pixels
 
 
-def run_predictions(run: Path, data: TrainingData, device: torch.device,
-                    checkpoint: str = "best") -> RunPredictions:
+def run_predictions(run: Path, data: TrainingData, checkpoint: str = "best") -> RunPredictions:
     """One run's best.pt or last.pt on its validation split, in every TTA mode."""
-    state = load_checkpoint(run / f"{checkpoint}.pt", device)
-    model, config, _ = model_from_checkpoint(state, device)
-    scheme = data.scheme
+    state = Checkpoint.load(run / f"{checkpoint}.pt")
+    config = state.config
     _, val_rows = validation_split(len(data.table), config)
     names = data.table.file_names[val_rows]
-    out = {}
-    for mode in TTA_MODES:
-        tta = parse_tta(mode)
-        transform = view_transform(eval_config(config), scheme.flip_index, tta)
-        loader = make_loader(LandmarkDataset(data.images_dir, names, None, transform), 32, 0, False, 0, 0, device)
-        out[mode] = predict_points(model, loader, config, scheme, device, flip_tta=tta.flip)
-    history = state["history"]
+    out = {mode: predict_images(state, data.images_dir, names, tta=mode) for mode in TTA_MODES}
+    history = state.history
     header = (f"run {run}: {config.model} ({config.weights}), input {config.augment.size}, "
               f"{checkpoint} checkpoint: epoch {history[-1]['epoch']} (reached after "
               f"{history[-1]['seconds'] / 60:.1f} min of training); validation split: {len(val_rows)} of "
@@ -69,9 +61,8 @@ def main() -> None:
     parser.add_argument("--checkpoint", choices=["best", "last"], default="best",
                         help="best.pt (lowest validation NME, slightly optimistic) or last.pt")
     args = parser.parse_args()
-    device = torch.device("cpu")
-    data = _training_data(args.data)
-    runs = [run_predictions(run, data, device, args.checkpoint) for run in args.run]
+    data = open_training_data(args.data)
+    runs = [run_predictions(run, data, args.checkpoint) for run in args.run]
     config = runs[0].config
     train_rows, val_rows = validation_split(len(data.table), config)
     if any(not np.array_equal(r.val_rows, val_rows) for r in runs):
@@ -88,7 +79,7 @@ def main() -> None:
         for mode in TTA_MODES:
             ensemble = np.mean([r.points[mode] for r in runs], axis=0)
             rows[f"ensemble of {len(runs)} ({args.checkpoint}), {LABELS[mode]}"] = ensemble
-    transform = LandmarkTransform(eval_config(config), data.scheme.flip_index)
+    transform = LandmarkTransform(config.augment.evaluation(), data.scheme.flip_index)
     rows["mean shape (training split)"] = mean_shape_baseline(
         np.asarray(data.table.points[train_rows]), data.table.file_names[train_rows], data.images_dir,
         names, data.images_dir, transform)

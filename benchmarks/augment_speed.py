@@ -34,12 +34,12 @@ import torch
 from PIL import Image
 from torchvision import transforms
 
-from densemarks.augment import AugmentConfig, LandmarkTransform, normalize_batch
-from densemarks.csvio import read_landmarks
-from densemarks.dataset import LandmarkDataset
-from densemarks.scheme import resolve_scheme
-from densemarks.store import build_store, default_side, open_store
-from densemarks.synth import synthesize
+from densemarks.data.augment import AugmentConfig, LandmarkTransform, normalize_batch
+from densemarks.data.csvio import read_landmarks
+from densemarks.data.dataset import LandmarkDataset
+from densemarks.data.scheme import resolve_scheme
+from densemarks.data.store import build_store, default_side, open_store
+from densemarks.data.synth import synthesize
 
 SIZE = 224
 BATCH = 32

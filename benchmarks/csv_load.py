@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from densemarks.csvio import _cache_files, read_landmarks, write_landmarks
+from densemarks.data.csvio import cache_files, read_landmarks, write_landmarks
 
 POINTS = 971
 
@@ -44,7 +44,7 @@ def timed(fn) -> float:
 
 
 def clear_cache(path: Path) -> None:
-    for f in _cache_files(path):
+    for f in cache_files(path):
         f.unlink(missing_ok=True)
 
 

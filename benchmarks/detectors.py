@@ -43,8 +43,8 @@ def _landmark_rows(path: Path):
 def run(args) -> None:
     import cv2
 
-    from densemarks.detect import create_detector
-    from densemarks.images import load_image
+    from densemarks.photos.detect import create_detector
+    from densemarks.data.images import load_image
 
     detector = create_detector(args.detector)
     photos = sorted(set(_landmark_rows(args.photos / "faces.csv")[0]))
@@ -79,7 +79,7 @@ def _box(points: np.ndarray) -> np.ndarray:
 
 
 def calibrate(entries: list[dict]):
-    from densemarks.photo_eval import iou
+    from densemarks.photos.evaluate import iou
     shifts, ratios, aspects = [], [], []
     for e in entries:
         if not e["boxes"]:
@@ -96,15 +96,15 @@ def calibrate(entries: list[dict]):
         aspects.append((t[2] - t[0]) / (t[3] - t[1]))
     if not shifts:
         return None, 0, 1.0
-    from densemarks.detect import BoxPrior
+    from densemarks.photos.detect import BoxPrior
     dx, dy = np.median(np.asarray(shifts), axis=0)
     prior = BoxPrior(round(float(dx), 3), round(float(dy), 3), round(float(np.median(ratios)), 3))
     return prior, len(shifts), float(np.median(aspects))
 
 
 def score(args) -> None:
-    from densemarks.csvio import read_photo_faces
-    from densemarks.photo_eval import box_of, match
+    from densemarks.data.csvio import read_photo_faces
+    from densemarks.photos.evaluate import box_of, match
 
     table = read_photo_faces(args.photos / "faces.csv")
     print(f"| detector | box prior (dx, dy, scale) from | recall ({len(table)} faces) | "
@@ -114,7 +114,7 @@ def score(args) -> None:
         record = json.loads(Path(path).read_text())
         prior, used, aspect = calibrate(record["calibration"])
         if prior is None:
-            from densemarks.detect import BoxPrior
+            from densemarks.photos.detect import BoxPrior
             prior = BoxPrior()
         found = 0
         for name, entry in record["photos"].items():

@@ -22,12 +22,15 @@ from pathlib import Path
 
 import torch
 
-from densemarks import config as cfg
-from densemarks.augment import LandmarkTransform, normalize_batch
-from densemarks.dataset import LandmarkDataset, open_training_data
-from densemarks.heads import make_head
-from densemarks.synth import synthesize
-from densemarks.train import build_model, build_optimizer, make_loader, pick_device
+from densemarks.recipes import config as cfg
+from densemarks.data.augment import LandmarkTransform, normalize_batch
+from densemarks.data.dataset import LandmarkDataset, open_training_data
+from densemarks.models.heads import make_head
+from densemarks.data.synth import synthesize
+from densemarks.core.distributed import setup
+from densemarks.data.loader import make_loader
+from densemarks.models.heads import create_model
+from densemarks.models.optim import build_optimizer
 
 COMPETITION = {"2020 train (64,000 images)": 64_000, "full 2020 data (393,930 images)": 393_930}
 
@@ -42,7 +45,7 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
-    device = pick_device()
+    device = setup().device
     config = cfg.apply_overrides(cfg.load_recipe(args.recipe), {"weights": "none", "workers": args.workers,
                                                                  "compile": args.compile}, "benchmark")
     config = cfg.apply_overrides(config, cfg.parse_overrides(args.overrides), "command line")
@@ -51,14 +54,14 @@ def main() -> None:
         data = open_training_data(Path(tmp) / "d" / "train")
         store = None
         if config.store_side:
-            from densemarks.store import build_store, open_store
+            from densemarks.data.store import build_store, open_store
             build_store(data.root, data.table.file_names, config.store_side, config.store_format)
             store = open_store(data.root, config.store_side, config.store_format)
         dataset = LandmarkDataset(data.images_dir, data.table.file_names, data.table.points,
                                   LandmarkTransform(config.augment, data.scheme.flip_index, train=True),
                                   config.seed, store)
         loader = make_loader(dataset, config.batch_size, config.workers, True, config.seed, 0, device)
-        model = build_model(config, data.scheme.num_points, "none").to(device)
+        model = create_model(config, data.scheme.num_points, "none").to(device)
         model = model.to(memory_format=torch.channels_last).train()
         optimizer = build_optimizer(model, config)
         head = make_head(config)

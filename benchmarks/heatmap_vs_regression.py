@@ -27,13 +27,16 @@ from pathlib import Path
 def measure(args) -> dict:
     import torch
 
-    from densemarks import config as cfg
-    from densemarks.augment import LandmarkTransform, normalize_batch
-    from densemarks.dataset import LandmarkDataset, open_training_data
-    from densemarks.heads import make_head
-    from densemarks.train import build_model, build_optimizer, make_loader, pick_device
+    from densemarks.recipes import config as cfg
+    from densemarks.data.augment import LandmarkTransform, normalize_batch
+    from densemarks.data.dataset import LandmarkDataset, open_training_data
+    from densemarks.models.heads import make_head
+    from densemarks.core.distributed import setup
+    from densemarks.data.loader import make_loader
+    from densemarks.models.heads import create_model
+    from densemarks.models.optim import build_optimizer
 
-    device = pick_device()
+    device = setup().device
     config = cfg.apply_overrides(cfg.load_recipe("fast-cpu"), {
         "head": args.head, "model": args.model, "weights": "none", "batch_size": args.batch,
         "augment.size": [args.size, args.size], "augment.crop": "stretch",
@@ -45,7 +48,7 @@ def measure(args) -> dict:
     for batch in make_loader(dataset, args.batch, 0, True, 0, 0, device):
         images = normalize_batch(batch["image"].to(device), config.augment.normalize, tone=batch["tone"])
         batches.append((images.contiguous(memory_format=torch.channels_last), batch["points"].to(device)))
-    model = build_model(config, data.scheme.num_points, "none").to(device).to(memory_format=torch.channels_last)
+    model = create_model(config, data.scheme.num_points, "none").to(device).to(memory_format=torch.channels_last)
     model.train()
     head = make_head(config)
     optimizer = build_optimizer(model, config)
@@ -102,7 +105,7 @@ def main() -> None:
     if args.head:  # the child process
         print(json.dumps(measure(args)))
         return
-    from densemarks.synth import synthesize
+    from densemarks.data.synth import synthesize
 
     with tempfile.TemporaryDirectory() as tmp:
         synthesize(Path(tmp) / "d", train=2 * args.batch, test=1, num_points=args.points, seed=0)

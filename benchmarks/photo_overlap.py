@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from densemarks.csvio import read_landmarks, read_photo_faces
+from densemarks.data.csvio import read_landmarks, read_photo_faces
 
 
 def unit_complex(points: np.ndarray) -> np.ndarray:

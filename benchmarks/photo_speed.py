@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from densemarks.csvio import read_photo_faces
-from densemarks.export import export_onnx
-from densemarks.images import load_image
-from densemarks.photos import Predictor
+from densemarks.data.csvio import read_photo_faces
+from densemarks.inference.export import export_onnx
+from densemarks.data.images import load_image
+from densemarks.photos.predictor import Predictor
 
 
 def median_ms(fn, items, warmup: int = 10) -> float:

@@ -9,7 +9,7 @@ several runs over the best single one, and training without the noise finder's t
 
 All runs must share the validation split (split_seed, val_fraction). Each best checkpoint
 predicts the validation faces with and without flip TTA. The ensemble averages the runs with
-equal weights, and with weights fitted by `densemarks.ensemble` on one half of the faces and
+equal weights, and with weights fitted by `densemarks.inference.ensemble` on one half of the faces and
 scored on the other (both ways, then pooled): fitting and scoring on the same faces would
 flatter it.
 """
@@ -20,26 +20,22 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from densemarks.augment import LandmarkTransform
-from densemarks.dataset import LandmarkDataset
-from densemarks.ensemble import EnsembleWeights, combine, fit_weights
-from densemarks.metrics import evaluate_points, per_face_nme
-from densemarks.train import (_training_data, eval_config, load_checkpoint, make_loader,
-                              model_from_checkpoint, predict_points, validation_split)
+from densemarks.analysis.metrics import evaluate_points, per_face_nme
+from densemarks.data.dataset import open_training_data
+from densemarks.inference.checkpoint import Checkpoint
+from densemarks.inference.ensemble import EnsembleWeights, combine, fit_weights
+from densemarks.inference.predict import predict_images
+from densemarks.training.setup import validation_split
 
 
-def predict_run(run: Path, data, device) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
-    state = load_checkpoint(run / "best.pt", device)
-    model, config, scheme = model_from_checkpoint(state, device)
-    _, val_rows = validation_split(len(data.table), config)
+def predict_run(run: Path, data) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+    state = Checkpoint.load(run / "best.pt")
+    _, val_rows = validation_split(len(data.table), state.config)
     names = data.table.file_names[val_rows]
-    dataset = LandmarkDataset(data.images_dir, names, None, LandmarkTransform(eval_config(config), scheme.flip_index))
-    loader = make_loader(dataset, 32, 0, False, 0, 0, device, pad=False)
-    plain = predict_points(model, loader, config, scheme, device)
-    flipped = predict_points(model, loader, config, scheme, device, flip_tta=True)
-    return val_rows, plain, flipped, {"epoch": state["best_epoch"], "config": config}
+    plain = predict_images(state, data.images_dir, names)
+    flipped = predict_images(state, data.images_dir, names, tta="flip")
+    return val_rows, plain, flipped, {"epoch": state.resume.best_epoch, "config": state.config}
 
 
 def main() -> None:
@@ -49,14 +45,13 @@ def main() -> None:
     parser.add_argument("--cleaned", type=Path)
     parser.add_argument("--reference", type=Path)
     args = parser.parse_args()
-    device = torch.device("cpu")
-    data = _training_data(args.data)
+    data = open_training_data(args.data)
     scheme = data.scheme
     predictions, rows = {}, None
     for run in args.runs + ([args.cleaned, args.reference] if args.cleaned else []):
         if run in predictions:
             continue
-        val_rows, plain, flipped, info = predict_run(run, data, device)
+        val_rows, plain, flipped, info = predict_run(run, data)
         if rows is not None and not np.array_equal(rows, val_rows):
             raise SystemExit(f"{run} has another validation split")
         rows = val_rows

@@ -5,7 +5,7 @@ images/s on the same batches, in one run.
 
 Bare: batches are loaded and normalised beforehand and held in memory; only forward, loss,
 backward and optimizer step are timed, before and after the full run. Full:
-`densemarks.train.train` for --epochs epochs on the same data (loading, augmentation,
+`densemarks.training.loop.train` for --epochs epochs on the same data (loading, augmentation,
 normalisation, everything); the median images/s of the epochs after the first (which warms up).
 Recipe overrides apply to both.
 """
@@ -20,11 +20,14 @@ from pathlib import Path
 
 import torch
 
-from densemarks import config as cfg
-from densemarks.augment import LandmarkTransform, normalize_batch
-from densemarks.dataset import LandmarkDataset
-from densemarks.heads import make_head
-from densemarks.train import _training_data, build_model, build_optimizer, make_loader, train
+from densemarks.recipes import config as cfg
+from densemarks.data.augment import LandmarkTransform, normalize_batch
+from densemarks.data.dataset import LandmarkDataset
+from densemarks.data.dataset import open_training_data
+from densemarks.data.loader import make_loader
+from densemarks.models.heads import create_model, make_head
+from densemarks.models.optim import build_optimizer
+from densemarks.training.loop import train
 
 
 def main() -> None:
@@ -38,7 +41,7 @@ def main() -> None:
     config = cfg.apply_overrides(cfg.load_recipe(args.recipe), cfg.parse_overrides(args.overrides), "command line")
     if config.threads:
         torch.set_num_threads(config.threads)
-    data = _training_data(args.data)
+    data = open_training_data(args.data)
     dataset = LandmarkDataset(data.images_dir, data.table.file_names, data.table.points,
                               LandmarkTransform(config.augment, data.scheme.flip_index, train=True), config.seed)
     loader = make_loader(dataset, config.batch_size, config.workers, True, config.seed, 0, torch.device("cpu"))
@@ -50,7 +53,7 @@ def main() -> None:
         batches.append((images, batch["points"]))
         if len(batches) == args.batches:
             break
-    model = build_model(config, data.scheme.num_points, config.weights)
+    model = create_model(config, data.scheme.num_points, config.weights)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     model.train()

@@ -1,39 +1,93 @@
-"""Shared fixtures: small synthetic datasets made once per test session."""
+"""Shared fixtures and helpers: small synthetic datasets made once per test session, one CLI
+runner, and two models trained once through the real CLI (a regression and a heatmap model
+on 68-point faces) that the CLI, TTA, export and photo tests share."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from densemarks.synth import synthesize
+from densemarks.data.synth import synthesize
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+SHARED_WEIGHTS = SHARED / "weights" / "mobilenet_v2-b0353104.pth"
+SHARED_300W = SHARED / "data" / "300w-afw-helen" / "train"
+
+
+def run_cli(*args, check: bool = True, torch_home: Path | None = None, timeout: int = 900,
+            **kwargs) -> subprocess.CompletedProcess:
+    """`python -m densemarks ARGS` in a subprocess, as a user runs it; check: exit 0 expected."""
+    env = {**os.environ, "TORCH_HOME": str(torch_home)} if torch_home else None
+    result = subprocess.run([sys.executable, "-m", "densemarks", *map(str, args)], capture_output=True,
+                            text=True, timeout=timeout, env=env, **kwargs)
+    if check:
+        assert result.returncode == 0, result.stderr[-2000:]
+    return result
+
+
+def one_line_error(result: subprocess.CompletedProcess, *words: str) -> str:
+    """The promise for bad input: exit 2, one line `error: ...` holding every word, no traceback."""
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+    return lines[0]
+
+
+def _synthetic(tmp_path_factory, name: str, train: int, test: int, points: int, seed: int) -> Path:
+    root = tmp_path_factory.mktemp(name) / "data"
+    synthesize(root, train=train, test=test, num_points=points, seed=seed)
+    return root
 
 
 @pytest.fixture(scope="session")
 def synth971(tmp_path_factory):
     """40 training and 8 test faces with the competition's 971 points."""
-    root = tmp_path_factory.mktemp("synth971") / "data"
-    synthesize(root, train=40, test=8, num_points=971, seed=1)
-    return root
+    return _synthetic(tmp_path_factory, "synth971", 40, 8, 971, seed=1)
 
 
 @pytest.fixture(scope="session")
 def synth68(tmp_path_factory):
-    root = tmp_path_factory.mktemp("synth68") / "data"
-    synthesize(root, train=60, test=6, num_points=68, seed=2)
-    return root
-
-
-SHARED_WEIGHTS = Path(__file__).resolve().parents[2] / "shared" / "weights" / "mobilenet_v2-b0353104.pth"
+    return _synthetic(tmp_path_factory, "synth68", 60, 6, 68, seed=2)
 
 
 @pytest.fixture(scope="session")
 def torch_home(tmp_path_factory):
     """A torchvision cache holding the pretrained MobileNetV2 file, as a user's would."""
     if not SHARED_WEIGHTS.is_file():
-        pytest.skip("../shared/weights/mobilenet_v2-b0353104.pth not present")
+        pytest.skip(f"needs {SHARED_WEIGHTS} (torchvision's MobileNetV2 file), which is not there")
     home = tmp_path_factory.mktemp("torch_home")
     (home / "hub" / "checkpoints").mkdir(parents=True)
     shutil.copy(SHARED_WEIGHTS, home / "hub" / "checkpoints")
     return home
+
+
+@pytest.fixture(scope="session")
+def faces68(tmp_path_factory):
+    """240 training and 24 test faces with iBUG's 68 points (NME by the eye corners)."""
+    return _synthetic(tmp_path_factory, "faces68", 240, 24, 68, seed=5)
+
+
+@pytest.fixture(scope="session")
+def trained68(faces68, tmp_path_factory, torch_home) -> Path:
+    """fast-cpu (pretrained MobileNetV2, regression) briefly on faces68: its run folder."""
+    run = tmp_path_factory.mktemp("run68")
+    run_cli("train", "--data", faces68, "--out", run, "--recipe", "fast-cpu", "epochs=20", "augment.size=[96,96]",
+            "batch_size=8", "lr=2e-3", "loss=l1", "threads=2", torch_home=torch_home)
+    return run
+
+
+@pytest.fixture(scope="session")
+def heatmap68(faces68, tmp_path_factory, torch_home) -> Path:
+    """heatmap-cpu (pretrained backbone, decoder from scratch) briefly on faces68: its run folder."""
+    run = tmp_path_factory.mktemp("heatmap68")
+    run_cli("train", "--data", faces68, "--out", run, "--recipe", "heatmap-cpu", "epochs=14", "augment.size=[96,96]",
+            "batch_size=8", "threads=2", "heatmap_points_per_step=16", torch_home=torch_home)
+    return run

@@ -7,9 +7,9 @@ import pytest
 
 import torch
 
-from densemarks.augment import (IMAGENET_MEAN, IMAGENET_STD, AugmentConfig, LandmarkTransform,
+from densemarks.data.augment import (IMAGENET_MEAN, IMAGENET_STD, AugmentConfig, LandmarkTransform,
                                 erase, normalize_batch, sample_tone, to_original)
-from densemarks.images import LoadedImage
+from densemarks.data.images import LoadedImage
 
 FULL_JITTER = dict(flip_p=0.5, rotate_deg=30, scale_jitter=0.2, shift_jitter=0.1,
                    brightness=0.2, contrast=0.3, random_crop=True)

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from densemarks.csvio import (RequestedPoints, read_landmarks, read_test_points, write_landmarks,
+from densemarks.data.csvio import (RequestedPoints, read_landmarks, read_test_points, write_landmarks,
                               write_test_points)
-from densemarks.errors import DataError
+from densemarks.core.errors import DataError
 
 
 def _table(n=5, k=7, seed=0):

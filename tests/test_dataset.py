@@ -7,10 +7,10 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from densemarks.augment import AugmentConfig, LandmarkTransform, to_original
-from densemarks.dataset import (LandmarkDataset, SampleStreams, list_test_images, open_training_data,
+from densemarks.data.augment import AugmentConfig, LandmarkTransform, to_original
+from densemarks.data.dataset import (LandmarkDataset, SampleStreams, list_test_images, open_training_data,
                                 split_indices)
-from densemarks.errors import DataError
+from densemarks.core.errors import DataError
 
 
 def _dataset(root, train=True, seed=0):
@@ -55,7 +55,7 @@ def test_split_is_shuffled_fixed_and_disjoint():
 def test_test_folder_order(synth971, tmp_path):
     names, indices = list_test_images(synth971 / "test", 971)
     assert indices.shape == (8, 30)
-    from densemarks.csvio import read_test_points
+    from densemarks.data.csvio import read_test_points
     assert list(names) == list(read_test_points(synth971 / "test" / "test_points.csv", 971).file_names)
     (tmp_path / "images").mkdir()
     for n in ("b.jpg", "a.png"):
@@ -84,9 +84,9 @@ def test_loader_workers_after_opencv_threads(synth68):
     import sys
     script = f"""
 import cv2, numpy as np, torch
-from densemarks.augment import AugmentConfig, LandmarkTransform
-from densemarks.dataset import LandmarkDataset, open_training_data
-from densemarks.train import make_loader
+from densemarks.data.augment import AugmentConfig, LandmarkTransform
+from densemarks.data.dataset import LandmarkDataset, open_training_data
+from densemarks.data.loader import make_loader
 cv2.GaussianBlur(np.zeros((2000, 2000, 3), np.uint8), (31, 31), 5)  # OpenCV's pool now runs
 data = open_training_data({str(synth68 / "train")!r})
 ds = LandmarkDataset(data.images_dir, data.table.file_names, data.table.points,

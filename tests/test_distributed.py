@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from densemarks.csvio import read_landmarks
-from densemarks.distributed import EpochSampler, epoch_order
-from densemarks.synth import synthesize
+from densemarks.data.csvio import read_landmarks
+from densemarks.data.loader import EpochSampler, epoch_order
+from densemarks.data.synth import synthesize
+
+from conftest import run_cli
 
 
 def test_sampler_shards_are_disjoint_and_cover_the_epoch():
@@ -23,7 +25,8 @@ def test_sampler_shards_are_disjoint_and_cover_the_epoch():
     assert all(len(p) == 5 for p in parts)
     assert sorted(np.concatenate(parts).tolist()) == list(range(20))
     assert [e for e, _ in shards[1]] == [5] * 5  # (epoch, index) pairs for the dataset
-    np.testing.assert_array_equal(np.concatenate(parts), np.concatenate(parts))
+    # rank r holds every 4th index of the epoch's order from position r: interleaved, they are it
+    np.testing.assert_array_equal(np.stack(parts, axis=1).ravel(), epoch_order(20, 3, 5, True))
     single = EpochSampler(20, seed=3, shuffle=True)
     single.set_epoch(5)
     np.testing.assert_array_equal(single.indices(), epoch_order(20, 3, 5, True))
@@ -46,10 +49,11 @@ def test_weighted_epoch_follows_the_weights():
 
 
 def run(*args, torchrun=False):
-    prefix = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"] if torchrun \
-        else [sys.executable]
-    result = subprocess.run([*prefix, "-m", "densemarks", *map(str, args)], capture_output=True, text=True,
-                            timeout=600)
+    """The CLI alone or under `torchrun --standalone --nproc_per_node 2` (torch.distributed.run)."""
+    if not torchrun:
+        return run_cli(*args, timeout=600)
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                             "-m", "densemarks", *map(str, args)], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 

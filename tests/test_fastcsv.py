@@ -7,8 +7,8 @@ import io
 import numpy as np
 import pytest
 
-from densemarks.csvio import _parse_general, _read_header, read_landmarks
-from densemarks.fastcsv import parse_plain
+from densemarks.data.csvio import parse_with_arrow, _read_header, read_landmarks
+from densemarks.data.fastcsv import parse_plain
 
 
 def _parse(body: bytes, columns: int, chunk_bytes: int = 1 << 20):
@@ -60,7 +60,7 @@ def test_agrees_with_pyarrow_on_random_files(tmp_path):
         lines = [f"f{i}.jpg\t" + "\t".join(f"{v:g}" for v in row) for i, row in enumerate(cells)]
         path.write_text(header + "\n" + "\n".join(lines) + "\n")
         fast = read_landmarks(path, cache=False)
-        general = _parse_general(path, _read_header(path), k)
+        general = parse_with_arrow(path, _read_header(path), k)
         np.testing.assert_array_equal(fast.points, general.points)
         assert fast.file_names.tolist() == general.file_names.tolist()
 

@@ -2,9 +2,9 @@
 
 import numpy as np
 
-from densemarks import geometry
-from densemarks.framing import Framing, measure_framing
-from densemarks.shapes import similarity_matrices
+from densemarks.core import geometry
+from densemarks.data.framing import Framing, measure_framing
+from densemarks.core.shapes import similarity_matrices
 
 
 def _shape(k=20, seed=0):

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from densemarks import geometry
-
-
+from densemarks.core import geometry
+from densemarks.data.images import content_box
 def test_scaling_maps_pixel_edges_exactly():
     # A 4-pixel-wide image scaled by 2 spans 8 pixels: edge -0.5 -> -0.5, edge 3.5 -> 7.5.
     m = geometry.scaling(2.0)
@@ -54,8 +53,8 @@ def test_content_box_skips_black_borders_only_at_the_edges():
     image[2:8, 3:10] = 100
     image[5, 6] = 0  # dark inside the content stays inside
     image[0, 0] = 9  # at most the threshold: still border
-    assert geometry.content_box(image, 9) == (3, 2, 10, 8)
-    assert geometry.content_box(np.zeros((4, 5, 3), np.uint8), 9) == (0, 0, 5, 4)
+    assert content_box(image, 9) == (3, 2, 10, 8)
+    assert content_box(np.zeros((4, 5, 3), np.uint8), 9) == (0, 0, 5, 4)
 
 
 def test_content_box_agrees_with_full_row_and_column_maxima():
@@ -68,7 +67,7 @@ def test_content_box_agrees_with_full_row_and_column_maxima():
         rows = np.flatnonzero(image.max(axis=(1, 2)) > 9)
         cols = np.flatnonzero(image.max(axis=(0, 2)) > 9)
         expected = (0, 0, w, h) if not len(rows) else (cols[0], rows[0], cols[-1] + 1, rows[-1] + 1)
-        assert geometry.content_box(image, 9) == expected
-        assert geometry.content_box(image[:, :, 0], 9) == geometry.content_box(image[:, :, :1], 9)
+        assert content_box(image, 9) == expected
+        assert content_box(image[:, :, 0], 9) == content_box(image[:, :, :1], 9)
         flipped = image[::-1, ::-1]  # a strided view: the box mirrors
-        assert geometry.content_box(flipped, 9) == (w - expected[2], h - expected[3], w - expected[0], h - expected[1])
+        assert content_box(flipped, 9) == (w - expected[2], h - expected[3], w - expected[0], h - expected[1])

@@ -1,14 +1,13 @@
-"""The heatmap codec (encode then decode returns the points), flip TTA on maps, the model."""
+"""The heatmap codec (encode then decode returns the points), its loss, the model."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from densemarks.config import load_recipe, apply_overrides
-from densemarks.heads import HeatmapHead, RegressionHead
-from densemarks.heatmap import HeatmapCodec
-from densemarks.models import create_model
+from densemarks.recipes.config import load_recipe, apply_overrides
+from densemarks.models.heads import HeatmapHead
+from densemarks.models.heads.heatmap import HeatmapCodec
 
 # Map coordinates (32 x 32 maps of a 128 px input): interior, on and next to every border.
 INSIDE = [[15.37, 16.81], [0.0, 0.0], [0.3, 5.2], [31.0, 31.0], [30.6, 0.2], [1.0, 2.5], [8.5, 30.75],
@@ -56,32 +55,9 @@ def _config(**overrides):
     return apply_overrides(load_recipe("fast-cpu"), {"augment.size": [64, 64], **overrides}, "test")
 
 
-def test_flip_tta_on_maps_equals_points_mirrored():
-    """Maps of a face and of its mirror image (mirrored maps, renamed points): flip TTA gives
-    the face's points."""
-    head = HeatmapHead(_config(head="heatmap"))
-    codec = head.codec
-    points = torch.tensor([[[10.0, 20.0], [50.3, 22.1], [31.5, 40.0]]])
-    flip_index = torch.tensor([1, 0, 2])
-    mirrored_points = points[:, flip_index].clone()
-    mirrored_points[..., 0] = 63 - mirrored_points[..., 0]
-    merged = head.decode_flip(codec.encode(points), codec.encode(mirrored_points), flip_index)
-    torch.testing.assert_close(merged, points, atol=5e-3, rtol=0)
-
-
-def test_regression_flip_tta_agrees():
-    head = RegressionHead(_config())
-    points = torch.tensor([[[10.0, 20.0], [50.3, 22.1], [31.5, 40.0]]])
-    flip_index = torch.tensor([1, 0, 2])
-    mirrored = points[:, flip_index].clone()
-    mirrored[..., 0] = 63 - mirrored[..., 0]
-    merged = head.decode_flip(head.codec.encode(points), head.codec.encode(mirrored), flip_index)
-    torch.testing.assert_close(merged, points, atol=1e-4, rtol=0)
-
-
 @pytest.mark.parametrize("loss", ["maps", "coords", "both"])
 def test_heatmap_loss_is_zero_at_the_target_and_has_gradients(loss):
-    head = HeatmapHead(_config(head="heatmap", heatmap_loss=loss))
+    head = HeatmapHead.from_config(_config(head="heatmap", heatmap_loss=loss))
     points = torch.rand(2, 5, 2) * 60 + 2
     maps = head.codec.encode(points).requires_grad_(True)
     value = head.loss(maps, points)
@@ -95,7 +71,7 @@ def test_heatmap_loss_is_zero_at_the_target_and_has_gradients(loss):
 
 @pytest.mark.parametrize("name", ["mobilenet_v2", "resnet18", "mobilenetv3_small_100"])
 def test_heatmap_model_from_torchvision_and_timm(name):
-    model = create_model(name, 11, weights="none", head="heatmap").eval()
+    model = HeatmapHead((96, 64)).network(name, 11, weights="none").eval()
     with torch.no_grad():
         maps = model(torch.zeros(2, 3, 96, 64))
     assert maps.shape == (2, 11, 24, 16)

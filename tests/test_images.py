@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from densemarks.errors import DataError
-from densemarks.images import load_image
+from densemarks.core.errors import DataError
+from densemarks.data.images import load_image
 
 
 def _gradient(w=40, h=30):

@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from densemarks.losses import adaptive_wing, get_loss, wing
-from densemarks.metrics import competition_score, evaluate_points, per_face_nme
-from densemarks.scheme import LandmarkScheme, Region
+from densemarks.core.errors import DataError
+from densemarks.core.registry import choose
+from densemarks.models.losses import LOSSES, adaptive_wing, wing
+from densemarks.analysis.metrics import competition_score, evaluate_points, per_face_nme
+from densemarks.data.scheme import LandmarkScheme, Region
 
 
 def test_wing_values_and_continuity():
@@ -33,9 +35,10 @@ def test_adaptive_wing_is_continuous_at_theta():
 
 def test_loss_registry():
     a, b = torch.tensor([1.0, 3.0]), torch.tensor([0.0, 0.0])
-    assert get_loss("l1")(a, b).item() == 2.0 and get_loss("mse")(a, b).item() == 5.0
-    with pytest.raises(ValueError, match="unknown loss"):
-        get_loss("l3")
+    assert choose(LOSSES, "l1", "loss")(a, b).item() == 2.0 and choose(LOSSES, "mse", "loss")(a, b).item() == 5.0
+    with pytest.raises(DataError, match=r"unknown loss 'l3' \(choose mse, l1, smooth_l1, wing or adaptive_wing\); "
+                                        r"did you mean 'l1'\?"):
+        choose(LOSSES, "l3", "loss")
 
 
 def test_competition_score_by_hand():

@@ -1,15 +1,23 @@
-"""Model factory, weights handling, stages, and the coordinate codec."""
+"""Backbones (torchvision, timm), weights handling, stages, the regression codec, per-stage
+learning rates and freezing."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from densemarks.errors import DataError
-from densemarks.models import (ModelError, RegressionCodec, backbone_stages, create_model,
-                               head_and_backbone)
+from densemarks.core.errors import DataError
+from densemarks.models.backbones import ModelError, backbone_stages, head_and_backbone
+from densemarks.models.heads.regression import RegressionCodec, RegressionHead
+from densemarks.models.optim import build_optimizer, set_trainable
+from densemarks.recipes import config as cfg
 
 from conftest import SHARED_WEIGHTS
+
+
+def create_model(name: str, num_points: int, weights: str = "none"):
+    """A regression network (the head's own factory)."""
+    return RegressionHead((64, 64)).network(name, num_points, weights)
 
 
 @pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2", "densenet121", "resnext50_32x4d"])
@@ -63,7 +71,8 @@ def test_stages_cover_the_backbone_once(name):
     head, backbone = head_and_backbone(model.backbone)
     ids = [id(p) for stage in stages for p in stage]
     assert len(ids) == len(set(ids)) and set(ids) == {id(p) for p in backbone}
-    assert head[0].shape == (10, head[0].shape[1])
+    last = [m for m in model.backbone.modules() if isinstance(m, torch.nn.Linear)][-1]
+    assert last.out_features == 10 and head[0] is last.weight and head[1] is last.bias
 
 
 def test_codec_round_trip_and_frame():
@@ -75,9 +84,6 @@ def test_codec_round_trip_and_frame():
 
 
 def test_per_stage_learning_rates_and_freezing():
-    from densemarks import config as cfg
-    from densemarks.train import build_optimizer, set_trainable
-
     config = cfg.apply_overrides(cfg.TrainConfig(), {"lr": "1.0", "backbone_lr_scale": "0.1",
                                                      "stage_lr_decay": "0.5", "mode": "staged"}, "test")
     model = create_model("resnet18", 5, weights="none")

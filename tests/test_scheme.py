@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from densemarks.csvio import read_landmarks
-from densemarks.errors import DataError
-from densemarks.scheme import (LandmarkScheme, check_flip_index, derive_flip_index,
+from densemarks.data.csvio import read_landmarks
+from densemarks.core.errors import DataError
+from densemarks.data.scheme import (LandmarkScheme, check_flip_index, derive_flip_index,
                                read_flip_index, resolve_scheme)
-from densemarks.synth import make_layout
+from densemarks.data.synth import make_layout
 
 
 @pytest.mark.parametrize("fixture", ["synth971", "synth68"])

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from scipy.spatial import procrustes
 
-from densemarks.shapes import (align, estimate_pose, generalized_procrustes, mirror_field,
+from densemarks.core.shapes import (align, estimate_pose, generalized_procrustes, mirror_field,
                                pose_balanced_weights)
-from densemarks.synth import FaceParams, _project, face_shape, make_layout
+from densemarks.data.synth import FaceParams, _project, face_shape, make_layout
 
 
 def _rotate(shapes: np.ndarray, degrees: np.ndarray) -> np.ndarray:

@@ -8,11 +8,11 @@ import shutil
 import numpy as np
 import pytest
 
-from densemarks.augment import AugmentConfig, LandmarkTransform
-from densemarks.csvio import read_landmarks
-from densemarks.dataset import LandmarkDataset
-from densemarks.errors import DataError
-from densemarks.store import build_store, default_side, open_store
+from densemarks.data.augment import AugmentConfig, LandmarkTransform
+from densemarks.data.csvio import read_landmarks
+from densemarks.data.dataset import LandmarkDataset
+from densemarks.core.errors import DataError
+from densemarks.data.store import build_store, default_side, open_store
 
 
 @pytest.fixture()

@@ -6,8 +6,8 @@ import hashlib
 
 import numpy as np
 
-from densemarks.csvio import read_landmarks, read_test_points
-from densemarks.synth import make_layout, synthesize
+from densemarks.data.csvio import read_landmarks, read_test_points
+from densemarks.data.synth import make_layout, synthesize
 
 
 def test_layout_971_is_the_competitions():

@@ -12,26 +12,18 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
-from densemarks.csvio import read_landmarks
-from densemarks.synth import synthesize
+from densemarks.data.csvio import read_landmarks
+from densemarks.data.synth import synthesize
+
+from conftest import one_line_error, run_cli
 
 pytestmark = pytest.mark.slow
 
-# Pretrained MobileNetV2 (fast-cpu's model) briefly: enough to clearly beat the mean shape.
-PIPELINE = ["epochs=16", "augment.size=[96,96]", "batch_size=8", "lr=2e-3", "loss=l1", "threads=2"]
 # From scratch and tiny: the resume test is about exactness, not accuracy.
 TINY = ["model=resnet18", "weights=none", "augment.size=[64,64]", "batch_size=16", "workers=0",
         "lr=3e-3", "augment.rotate_deg=10", "threads=2"]
-
-
-def densemarks(*args, check=True, torch_home=None, **kwargs):
-    env = {**os.environ, "TORCH_HOME": str(torch_home)} if torch_home else None
-    result = subprocess.run([sys.executable, "-m", "densemarks", *map(str, args)], capture_output=True,
-                            text=True, timeout=900, env=env, **kwargs)
-    if check:
-        assert result.returncode == 0, result.stderr[-2000:]
-    return result
 
 
 @pytest.fixture(scope="module")
@@ -41,28 +33,28 @@ def tiny(tmp_path_factory):
     return root
 
 
-def test_train_predict_submit_evaluate(tiny, tmp_path, torch_home):
-    run = tmp_path / "run"
-    densemarks("train", "--data", tiny, "--out", run, "--recipe", "fast-cpu", *PIPELINE, torch_home=torch_home)
-    for name in ("best.pt", "last.pt", "log.csv", "curves.png"):
-        assert (run / name).is_file()
-    test = tiny / "test"
-    densemarks("predict", "--checkpoint", run / "best.pt", "--data", test, "--out", tmp_path / "p.csv",
-               "--draw", tmp_path / "grid.png")
-    densemarks("predict", "--checkpoint", run / "best.pt", "--data", test, "--out", tmp_path / "pf.csv", "--tta", "flip")
-    densemarks("predict", "--checkpoint", run / "best.pt", "--data", test, "--out", tmp_path / "base.csv",
-               "--mean-shape", tiny / "train")
+def test_train_predict_submit_evaluate(trained68, faces68, tmp_path):
+    """The session's fast-cpu run (conftest.trained68, trained through this CLI) through predict
+    (plain, flip, the mean-shape baseline), submit and evaluate."""
+    run, test = trained68, faces68 / "test"
+    for name in ("best.pt", "last.pt", "log.csv", "curves.png", "val_predictions.csv"):
+        assert (run / name).is_file(), name
+    run_cli("predict", "--checkpoint", run / "best.pt", "--data", test, "--out", tmp_path / "p.csv",
+            "--draw", tmp_path / "grid.png")
+    run_cli("predict", "--checkpoint", run / "best.pt", "--data", test, "--out", tmp_path / "pf.csv", "--tta", "flip")
+    run_cli("predict", "--checkpoint", run / "best.pt", "--data", test, "--out", tmp_path / "base.csv",
+            "--mean-shape", faces68 / "train")
     assert (tmp_path / "grid.png").stat().st_size > 1000
     predictions = read_landmarks(tmp_path / "p.csv", cache=False)
-    assert predictions.num_points == 30 and len(predictions) == 16
-    densemarks("submit", "--predictions", tmp_path / "p.csv", "--points", test / "test_points.csv",
-               "--out", tmp_path / "sub.csv")
+    assert predictions.num_points == 68 and len(predictions) == 24
+    run_cli("submit", "--predictions", tmp_path / "p.csv", "--points", test / "test_points.csv",
+            "--out", tmp_path / "sub.csv")
     lines = (tmp_path / "sub.csv").read_text().splitlines()
-    assert lines[0].startswith("file_name,Point_M0_X,Point_M0_Y") and len(lines) == 17
+    assert lines[0].startswith("file_name,Point_M0_X,Point_M0_Y") and len(lines) == 25
     assert all(cell.lstrip("-").isdigit() for cell in lines[1].split(",")[1:])
-    result = densemarks("evaluate", "--predictions", tmp_path / "p.csv", "--predictions", tmp_path / "pf.csv",
-                        "--predictions", tmp_path / "base.csv", "--answers", test / "answers.csv",
-                        "--points", test / "test_points.csv", "--json", tmp_path / "m.json")
+    result = run_cli("evaluate", "--predictions", tmp_path / "p.csv", "--predictions", tmp_path / "pf.csv",
+                     "--predictions", tmp_path / "base.csv", "--answers", test / "answers.csv",
+                     "--points", test / "test_points.csv", "--json", tmp_path / "m.json")
     metrics = json.loads((tmp_path / "m.json").read_text())
     model, flipped, baseline = (metrics[str(tmp_path / f)]["nme"] for f in ("p.csv", "pf.csv", "base.csv"))
     assert model < 0.6 * baseline, f"model NME {model:.2f}% vs mean shape {baseline:.2f}%"
@@ -77,7 +69,7 @@ def _final_val_nme(run: Path) -> float:
 
 def test_resume_after_sigkill_matches_an_uninterrupted_run(tiny, tmp_path):
     args = ["--data", tiny, "--recipe", "fast-cpu", "epochs=4", "scheduler=plateau", "loss=l1", *TINY]
-    densemarks("train", "--out", tmp_path / "straight", *args)
+    run_cli("train", "--out", tmp_path / "straight", *args)
     victim = subprocess.Popen([sys.executable, "-m", "densemarks", "train", "--out", tmp_path / "killed",
                                *map(str, args)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     log = tmp_path / "killed" / "log.csv"
@@ -90,83 +82,69 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tiny, tmp_path):
     os.kill(victim.pid, signal.SIGKILL)
     victim.wait()
     assert len(log.read_text().splitlines()) < 5, "the run finished before it could be killed"
-    densemarks("train", "--out", tmp_path / "killed", "--resume", *args)
+    run_cli("train", "--out", tmp_path / "killed", "--resume", *args)
     assert _final_val_nme(tmp_path / "killed") == pytest.approx(_final_val_nme(tmp_path / "straight"), rel=1e-6)
-
-
-def _one_line_error(result, *words):
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error:") and "Traceback" not in result.stderr
-    for word in words:
-        assert word in lines[0], lines[0]
 
 
 def test_bad_input(tiny, tmp_path):
     (tmp_path / "fake.pt").write_bytes(b"not a checkpoint")
-    _one_line_error(densemarks("predict", "--checkpoint", tmp_path / "fake.pt", "--data", tiny / "test",
+    one_line_error(run_cli("predict", "--checkpoint", tmp_path / "fake.pt", "--data", tiny / "test",
                                "--out", tmp_path / "p.csv", check=False), "fake.pt", "not a densemarks checkpoint")
-    _one_line_error(densemarks("predict", "--checkpoint", tmp_path / "fake.pt", "--data", tiny / "test",
-                               "--out", tmp_path / "p.csv", "--tta", "rotate", check=False), "choose none, flip, multi")
-    _one_line_error(densemarks("train", "--data", tiny, "--out", tmp_path / "r", "--recipe", "fast-cpu",
+    one_line_error(run_cli("predict", "--checkpoint", tmp_path / "fake.pt", "--data", tiny / "test",
+                               "--out", tmp_path / "p.csv", "--tta", "rotate", check=False), "choose none, flip or multi")
+    one_line_error(run_cli("train", "--data", tiny, "--out", tmp_path / "r", "--recipe", "fast-cpu",
                                "lerning_rate=1", check=False), "did you mean 'lr'")
     answers = tiny / "test" / "answers.csv"
     lines = answers.read_text().splitlines()
     (tmp_path / "short.csv").write_text("\n".join(lines[:-3]) + "\n")
-    _one_line_error(densemarks("evaluate", "--predictions", tmp_path / "short.csv", "--answers", answers, check=False),
+    one_line_error(run_cli("evaluate", "--predictions", tmp_path / "short.csv", "--answers", answers, check=False),
                     "short.csv", "no prediction for")
-    _one_line_error(densemarks("submit", "--predictions", tmp_path / "short.csv", "--points",
+    one_line_error(run_cli("submit", "--predictions", tmp_path / "short.csv", "--points",
                                tiny / "test" / "test_points.csv", "--out", tmp_path / "s.csv", check=False),
                     "no prediction for")
     assert not (tmp_path / "s.csv").exists()
     header, *rows = lines
     narrow = "\t".join(header.split("\t")[:-2]) + "\n" + "\n".join("\t".join(r.split("\t")[:-2]) for r in rows) + "\n"
     (tmp_path / "narrow.csv").write_text(narrow)
-    _one_line_error(densemarks("evaluate", "--predictions", tmp_path / "narrow.csv", "--answers", answers, check=False),
+    one_line_error(run_cli("evaluate", "--predictions", tmp_path / "narrow.csv", "--answers", answers, check=False),
                     "29 points per face")
 
 
-def test_heatmap_head_pipeline_and_resume(tiny, tmp_path, torch_home):
-    """heatmap-cpu (pretrained backbone, decoder from scratch) clearly beats the mean shape,
-    with and without flip TTA; a run resumed after epoch 1 ends exactly where a straight run
-    does (the per-step point subsets come from the checkpointed RNG)."""
-    args = ["--data", tiny, "--recipe", "heatmap-cpu", "epochs=16", "augment.size=[96,96]", "batch_size=8",
-            "threads=2", "heatmap_points_per_step=16"]
-    run = tmp_path / "run"
-    densemarks("train", "--out", run, *args, torch_home=torch_home)
-    test = tiny / "test"
+def test_heatmap_head_pipeline_and_resume(heatmap68, faces68, tiny, tmp_path):
+    """heatmap-cpu (the session's conftest.heatmap68: pretrained backbone, decoder from scratch)
+    clearly beats the mean shape, with every TTA mode; a run resumed after epoch 1 ends exactly
+    where a straight run does (the per-step point subsets come from the checkpointed RNG)."""
+    run, test = heatmap68, faces68 / "test"
     for name, tta in (("p.csv", "none"), ("pf.csv", "flip"), ("pm.csv", "multi")):
-        densemarks("predict", "--checkpoint", run / "best.pt", "--data", test, "--out", tmp_path / name, "--tta", tta)
-    densemarks("predict", "--checkpoint", run / "best.pt", "--data", test, "--out", tmp_path / "base.csv",
-               "--mean-shape", tiny / "train")
-    densemarks("evaluate", "--predictions", tmp_path / "p.csv", "--predictions", tmp_path / "pf.csv",
-               "--predictions", tmp_path / "pm.csv", "--predictions", tmp_path / "base.csv",
-               "--answers", test / "answers.csv", "--json", tmp_path / "m.json")
+        run_cli("predict", "--checkpoint", run / "best.pt", "--data", test, "--out", tmp_path / name, "--tta", tta)
+    run_cli("predict", "--checkpoint", run / "best.pt", "--data", test, "--out", tmp_path / "base.csv",
+            "--mean-shape", faces68 / "train")
+    run_cli("evaluate", "--predictions", tmp_path / "p.csv", "--predictions", tmp_path / "pf.csv",
+            "--predictions", tmp_path / "pm.csv", "--predictions", tmp_path / "base.csv",
+            "--answers", test / "answers.csv", "--json", tmp_path / "m.json")
     metrics = json.loads((tmp_path / "m.json").read_text())
     model, flipped, multi, baseline = (metrics[str(tmp_path / f)]["nme"] for f in ("p.csv", "pf.csv", "pm.csv", "base.csv"))
     assert max(model, flipped, multi) < 0.6 * baseline, (model, flipped, multi, baseline)
 
     small = ["--data", tiny, "--recipe", "heatmap-cpu", "weights=none", "scheduler=plateau", "augment.size=[64,64]",
              "batch_size=16", "threads=2", "heatmap_points_per_step=8"]
-    densemarks("train", "--out", tmp_path / "straight", *small, "epochs=2")
-    densemarks("train", "--out", tmp_path / "halves", *small, "epochs=1")
-    densemarks("train", "--out", tmp_path / "halves", "--resume", *small[:1] + small[1:2], "epochs=2")
+    run_cli("train", "--out", tmp_path / "straight", *small, "epochs=2")
+    run_cli("train", "--out", tmp_path / "halves", *small, "epochs=1")
+    run_cli("train", "--out", tmp_path / "halves", "--resume", *small[:2], "epochs=2")
     assert _final_val_nme(tmp_path / "halves") == pytest.approx(_final_val_nme(tmp_path / "straight"), rel=1e-6)
 
 
 def test_weight_average_is_the_saved_model_and_resumes_exactly(tiny, tmp_path):
     """ema=...: validation and best.pt use the moving average (the raw weights ride along for
     --resume), and a run resumed after epoch 1 ends exactly where a straight run does."""
-    import torch
-
     args = ["--data", tiny, "--recipe", "fast-cpu", "epochs=2", "scheduler=plateau", "loss=l1", "ema=0.9", *TINY]
-    densemarks("train", "--out", tmp_path / "straight", *args)
-    densemarks("train", "--out", tmp_path / "halves", *[a for a in args if a != "epochs=2"], "epochs=1")
-    densemarks("train", "--out", tmp_path / "halves", "--resume", "--data", tiny, "epochs=2")
+    run_cli("train", "--out", tmp_path / "straight", *args)
+    run_cli("train", "--out", tmp_path / "halves", *[a for a in args if a != "epochs=2"], "epochs=1")
+    run_cli("train", "--out", tmp_path / "halves", "--resume", "--data", tiny, "epochs=2")
     assert _final_val_nme(tmp_path / "halves") == pytest.approx(_final_val_nme(tmp_path / "straight"), rel=1e-6)
     state = torch.load(tmp_path / "straight" / "last.pt", weights_only=True)
     averaged, raw = state["model"], state["training_model"]
     assert state["ema_updates"] > 0 and averaged.keys() == raw.keys()
     assert any(not torch.equal(averaged[k], raw[k]) for k in raw if raw[k].is_floating_point())
-    _one_line_error(densemarks("train", "--out", tmp_path / "halves", "--resume", "--data", tiny, "ema=0",
+    one_line_error(run_cli("train", "--out", tmp_path / "halves", "--resume", "--data", tiny, "ema=0",
                                check=False), "ema=0.9", "resume with the same setting")

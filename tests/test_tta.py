@@ -8,17 +8,18 @@ import pytest
 import torch
 from PIL import Image
 
-from densemarks.augment import AugmentConfig
-from densemarks.config import apply_overrides, load_recipe
-from densemarks.dataset import LandmarkDataset
-from densemarks.errors import DataError
-from densemarks.framing import Framing
-from densemarks.geometry import apply
-from densemarks.models import RegressionCodec
-from densemarks.photos import Predictor
-from densemarks.scheme import LandmarkScheme
-from densemarks.train import make_loader, predict_points
-from densemarks.tta import TTA_MODES, parse_tta, view_matrices, view_transform
+from densemarks.data.augment import AugmentConfig
+from densemarks.data.dataset import LandmarkDataset
+from densemarks.core.errors import DataError
+from densemarks.data.framing import Framing
+from densemarks.core.geometry import apply
+from densemarks.data.loader import make_loader
+from densemarks.inference.landmarker import InferenceModel
+from densemarks.inference.predict import predict_points, view_transform
+from densemarks.models.heads.regression import RegressionCodec, RegressionHead
+from densemarks.photos.predictor import Predictor
+from densemarks.data.scheme import LandmarkScheme
+from densemarks.inference.tta import TTA_MODES, parse_tta, view_matrices
 
 SIZE = (64, 64)
 # One blob per colour channel: three points, none of them with a mirror twin.
@@ -66,7 +67,7 @@ def test_view_matrices_turn_and_zoom_about_the_centre():
 
 def test_modes_and_a_bad_name():
     assert [parse_tta(n).passes for n in ("none", "flip", "multi")] == [1, 2, 10]
-    with pytest.raises(DataError, match="choose none, flip, multi"):
+    with pytest.raises(DataError, match="choose none, flip or multi.*did you mean 'flip'"):
         parse_tta("fli")
 
 
@@ -78,7 +79,6 @@ def test_every_view_comes_back_to_the_original_pixels(tmp_path, mode):
     for i, shift in enumerate([(0, 0), (-7.5, 4.0), (9.0, -6.5)]):
         names.append(f"{i}.png")
         Image.fromarray(_blob_image(shifts=[shift])).save(tmp_path / names[-1])
-    config = apply_overrides(load_recipe("fast-cpu"), {"augment.size": [64, 64]}, "test")
     scheme = LandmarkScheme(3, np.arange(3))
     transform = view_transform(AugmentConfig(size=SIZE, crop="stretch", border_threshold=None),
                                scheme.flip_index, parse_tta(mode))
@@ -90,7 +90,8 @@ def test_every_view_comes_back_to_the_original_pixels(tmp_path, mode):
         assert item["image"].shape == (5, 3, *SIZE)
         np.testing.assert_allclose(item["matrix"].numpy(), views @ item["matrix"][0].numpy(), atol=1e-9)
         assert len({tuple(c.flatten().tolist()) for c in _centroids(item["image"].double()).round()}) == 5
-    points = predict_points(BlobLocator(), loader, config, scheme, torch.device("cpu"), parse_tta(mode).flip)
+    model = InferenceModel(BlobLocator(), RegressionHead(SIZE), normalize=True)
+    points = predict_points(model, loader, scheme, torch.device("cpu"), mode)
     truth = BLOBS[None] + np.array([(0, 0), (-7.5, 4.0), (9.0, -6.5)])[:, None]
     np.testing.assert_allclose(points, truth, atol=0.5)
 

@@ -1,20 +1,30 @@
-"""The `densemarks` command: one typer app, a subcommand per task.
+"""The `densemarks` command: one typer app, a subcommand per task; each maps its arguments to
+library calls and prints the result.
 
 Bad input raises DataError anywhere below; `main` prints it as one line and exits with 2.
+Each command imports the layers it calls when it runs (the one place imports sit inside
+functions): `densemarks --help`, `synth` and `info` would otherwise load torch and every model
+first (5-10 s on 2 cores). The registries the help texts list (TTA modes, detectors, recipes)
+are light modules.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
-import numpy as np
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from densemarks.errors import DataError
+from densemarks.core.errors import DataError
+from densemarks.core.registry import names
+from densemarks.inference.tta import TTA_MODES
+from densemarks.photos.detect import DETECTORS
+from densemarks.recipes.catalog import recipe_names
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Train and run dense facial landmark models (competition data layout).")
@@ -31,7 +41,7 @@ def synth(
     overwrite: Annotated[bool, typer.Option(help="Replace --out if it exists.")] = False,
 ):
     """Write a synthetic dataset in the competition layout."""
-    from densemarks.synth import synthesize
+    from densemarks.data.synth import synthesize
 
     synthesize(out, train, test, points, seed, overwrite=overwrite)
     console.print(f"wrote {train} training and {test} test faces with {points} points to {out}")
@@ -44,9 +54,9 @@ def info(
     sample: Annotated[int, typer.Option(help="Images whose size is read for the summary.")] = 2000,
 ):
     """Summarise a dataset: faces, points, scheme, image sizes, points outside the image."""
-    from densemarks.summary import summarise, print_summary
+    from densemarks.analysis.summary import print_summary, summarise
 
-    print_summary(console, summarise(_train_dir(data), flip_index, sample))
+    print_summary(console, summarise(data, flip_index, sample))
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -54,7 +64,7 @@ def train(
     ctx: typer.Context,
     data: Annotated[Path, typer.Option(help="Dataset folder holding train/ (or a train folder).")],
     out: Annotated[Path, typer.Option(help="Run folder: checkpoints, log.csv, curves.png, tensorboard/.")],
-    recipe: Annotated[str, typer.Option(help="Recipe name (configs/NAME.yaml) or a YAML path.")] = "seed",
+    recipe: Annotated[str, typer.Option(help=f"Recipe: {names(recipe_names())} (recipes/NAME.yaml), or a YAML path.")] = "seed",
     resume: Annotated[bool, typer.Option(help="Continue from OUT/last.pt exactly where it stopped.")] = False,
     time_limit: Annotated[Optional[str], typer.Option(help="Stop after this long, e.g. 30m; keeps the best checkpoint.")] = None,
     exclude: Annotated[Optional[Path], typer.Option(help="File of image names (one a line) to leave out of training.")] = None,
@@ -62,30 +72,15 @@ def train(
     fold: Annotated[Optional[int], typer.Option(min=0, help="The fold to validate on; omitted with --folds: train every fold into OUT/fold{i} and merge OUT/oof.csv.")] = None,
 ):
     """Train a model. Extra KEY=VALUE arguments override the recipe (augment.flip_p=0.5)."""
-    from densemarks import config as cfg
-    from densemarks.train import train as run_training
+    from densemarks.data.dataset import read_name_list
+    from densemarks.training.kfold import train_folds
+    from densemarks.training.loop import train as run_training
+    from densemarks.training.setup import resolve_config
 
-    config = cfg.apply_overrides(cfg.load_recipe(recipe), cfg.parse_overrides(ctx.args), "command line")
-    if time_limit is not None:
-        config = cfg.apply_overrides(config, {"time_limit": time_limit}, "--time-limit")
-    if resume:
-        from densemarks.train import load_checkpoint
-        stored = cfg.from_dict(load_checkpoint(out / "last.pt")["config"])
-        config = cfg.apply_overrides(stored, cfg.parse_overrides(ctx.args), "command line")
-        if time_limit is not None:
-            config = cfg.apply_overrides(config, {"time_limit": time_limit}, "--time-limit")
-    if fold is not None and folds is None:
-        raise DataError(None, "--fold needs --folds")
-    if folds is not None:
-        config = cfg.apply_overrides(config, {"folds": folds, "fold": fold or 0}, "--folds/--fold")
-    excluded = None
-    if exclude is not None:
-        try:
-            excluded = {line.strip() for line in exclude.read_text().splitlines() if line.strip()}
-        except OSError as exc:
-            raise DataError(exclude, f"cannot read: {exc.strerror}") from None
+    config = resolve_config(recipe, ctx.args, resume_from=out / "last.pt" if resume else None,
+                            time_limit=time_limit, folds=folds, fold=fold)
+    excluded = read_name_list(exclude) if exclude is not None else None
     if folds is not None and fold is None:
-        from densemarks.kfold import train_folds
         merged = train_folds(data, config, out, exclude=excluded)
         console.print(f"trained {folds} folds in {out}; out-of-fold predictions in {merged}")
         return
@@ -106,32 +101,18 @@ def ensemble_command(
     scheme: Annotated[Optional[Path], typer.Option(help="scheme.json for regions and NME; found beside --answers when omitted.")] = None,
 ):
     """Average several models' predictions, with given or fitted non-negative weights."""
-    from densemarks import ensemble as ens
-    from densemarks.csvio import write_landmarks
+    from densemarks.inference.ensemble import ensemble_files
 
-    names, members = ens.load_members(predictions)
-    resolved = None
-    if weights == "auto":
-        if answers is None:
-            raise DataError(None, "--weights auto needs --answers (the truth of the validation predictions)")
-        val = val or predictions
-        if len(val) != len(predictions):
-            raise DataError(None, f"--val has {len(val)} files for {len(predictions)} prediction files")
-        fit = ens.fit_on_validation(val, answers, scheme, per_region)
-        chosen, resolved = fit.weights, fit.scheme
-        for path, m in zip(val, fit.members):
+    chosen, fit, faces = ensemble_files(predictions, out, weights, answers, val, per_region, scheme)
+    if fit is not None:
+        for path, m in zip(val or predictions, fit.members):
             console.print(f"validation {path}: {_score_text(m)}")
         console.print(f"validation ensemble (fitted on these faces): {_score_text(fit.ensemble)}")
-    else:
-        count = len(predictions)
-        chosen = ens.EnsembleWeights(np.full(count, 1 / count) if weights == "equal" else
-                                     ens.parse_weights(weights, count), {})
-    write_landmarks(out, names, ens.combine(members, chosen, resolved))
     for path, w in zip(predictions, chosen.weights):
         console.print(f"  {w:.3f}  {path}")
     for region, values in chosen.region_weights.items():
         console.print(f"  {region}: " + ", ".join(f"{v:.3f}" for v in values))
-    console.print(f"wrote the ensemble of {len(predictions)} files ({len(names)} faces) to {out}")
+    console.print(f"wrote the ensemble of {len(predictions)} files ({faces} faces) to {out}")
 
 
 def _score_text(m) -> str:
@@ -143,16 +124,17 @@ def preprocess(
     data: Annotated[Path, typer.Option(help="Dataset folder holding train/ (or a train folder).")],
     side: Annotated[Optional[int], typer.Option(min=16, help="Longest stored side in pixels (default: 1.25 x the recipe's input).")] = None,
     recipe: Annotated[str, typer.Option(help="Recipe whose input size sets the default side.")] = "seed",
-    format: Annotated[str, typer.Option("--format", help="raw (memory map, no decoding) or jpeg (re-encoded, compact).")] = "raw",
+    format: Annotated[str, typer.Option("--format", help="raw (a memory map, no decoding) or jpeg (re-encoded, compact): data.store.FORMATS.")] = "raw",
     threads: Annotated[int, typer.Option(min=1, help="Decoding threads.")] = 2,
 ):
     """Decode and shrink every training image once into one store file; train with store_side=N."""
-    from densemarks import config as cfg
-    from densemarks.dataset import open_training_data
-    from densemarks.store import build_store, default_side, store_bytes
+    from densemarks.data.dataset import open_training_data
+    from densemarks.data.store import build_store
+    from densemarks.recipes.config import load_recipe
+    from densemarks.data.store import default_side, store_bytes
 
-    training = open_training_data(_train_dir(data))
-    side = side or default_side(cfg.load_recipe(recipe).augment.size)
+    training = open_training_data(data)
+    side = side or default_side(load_recipe(recipe).augment.size)
     folder = build_store(training.root, training.table.file_names, side, format, threads)
     console.print(f"stored {len(training.table)} images at most {side} px ({store_bytes(folder) / 2 ** 20:.0f} MB, "
                   f"{format}) in {folder}; train with store_side={side} store_format={format}")
@@ -164,13 +146,14 @@ def merge_folds(
     out: Annotated[Path, typer.Option(help="Out-of-fold predictions CSV to write.")],
 ):
     """Merge the folds' validation predictions into one out-of-fold file (training order)."""
-    from densemarks.kfold import merge_out_of_fold
+    from densemarks.training.kfold import merge_out_of_fold
 
     console.print(f"wrote {merge_out_of_fold(runs, out)} out-of-fold predictions to {out}")
 
 
 TtaOption = Annotated[str, typer.Option(
-    help="Test-time augmentation: none, flip (2 passes) or multi (flip, also rotated and zoomed: 10 passes).")]
+    help=f"Test-time augmentation: {names(TTA_MODES)} (passes: "
+         + ", ".join(f"{k} {m.passes}" for k, m in TTA_MODES.items()) + ").")]
 
 
 @app.command()
@@ -185,38 +168,22 @@ def predict(
     mean_shape: Annotated[Optional[Path], typer.Option(help="Instead of the model, predict the mean shape of this training folder (the baseline).")] = None,
 ):
     """Predict every point of every face, in original-image pixels."""
-    from densemarks.csvio import write_landmarks
-    from densemarks.tta import parse_tta
+    from densemarks.analysis.viz import prediction_grid
+    from densemarks.core.registry import choose
+    from densemarks.data.csvio import write_landmarks
+    from densemarks.inference.predict import mean_shape_folder, predict_folder
 
-    parse_tta(tta)  # a bad name fails before any work
+    choose(TTA_MODES, tta, "test-time augmentation")  # a bad name fails before any work
     if mean_shape is not None:
-        names, points = _mean_shape_predictions(checkpoint, data, mean_shape)
+        names, points = mean_shape_folder(checkpoint, data, mean_shape)
     else:
-        from densemarks.predict import predict_folder
         names, points = predict_folder(checkpoint, data, tta=tta, batch_size=batch_size, workers=workers)
     if not _main_process():
         return
     write_landmarks(out, names, points)
     if draw is not None:
-        from densemarks.viz import prediction_grid
         prediction_grid(data / "images", names, points, draw)
     console.print(f"wrote {len(names)} predictions to {out}" + (f" and {draw}" if draw else ""))
-
-
-def _mean_shape_predictions(checkpoint: Path, data: Path, train_dir: Path):
-    from densemarks.augment import LandmarkTransform
-    from densemarks.dataset import list_test_images
-    from densemarks.predict import mean_shape_baseline
-    from densemarks.train import _training_data, eval_config, load_checkpoint
-    from densemarks import config as cfg
-
-    state = load_checkpoint(checkpoint)
-    config = cfg.from_dict(state["config"])
-    training = _training_data(train_dir)
-    names, _ = list_test_images(data, training.scheme.num_points)
-    transform = LandmarkTransform(eval_config(config), training.scheme.flip_index)
-    return names, mean_shape_baseline(np.asarray(training.table.points), training.table.file_names,
-                                      training.images_dir, names, data / "images", transform)
 
 
 @app.command()
@@ -226,7 +193,7 @@ def submit(
     out: Annotated[Path, typer.Option(help="Submission CSV to write.")],
 ):
     """Write the Kaggle submission: requested points, rounded, in test_points.csv order."""
-    from densemarks.predict import write_submission
+    from densemarks.inference.submission import write_submission
 
     rows = write_submission(predictions, points, out)
     console.print(f"wrote {rows} rows to {out}")
@@ -241,16 +208,16 @@ def evaluate(
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the metrics as JSON here.")] = None,
 ):
     """Competition score, MSE, NME, failure rate and per-region NME, as a table and JSON."""
-    import json
+    from densemarks.analysis.evaluate import evaluate_files, metrics_table
+    from densemarks.core.fileio import atomic_path
 
-    from densemarks.evaluate import evaluate_files, metrics_table
+
 
     results = evaluate_files(predictions, answers, points, scheme)
     console.print(metrics_table(results))
     text = json.dumps({str(k): v.to_dict() for k, v in results.items()}, indent=2)
     print(text)
     if json_out is not None:
-        from densemarks.fileio import atomic_path
         with atomic_path(json_out) as tmp:
             tmp.write_text(text)
 
@@ -264,25 +231,9 @@ def clean(
     gallery: Annotated[int, typer.Option(min=1, help="Worst faces drawn in worst.png.")] = 24,
 ):
     """Rank training faces by likely label noise: out-of-fold error and Procrustes residual."""
-    from densemarks.dataset import open_training_data
-    from densemarks.fileio import atomic_path
-    from densemarks.noise import rank_faces, write_ranking
-    from densemarks.viz import prediction_grid
+    from densemarks.analysis.noise import clean_report
 
-    training = open_training_data(_train_dir(data))
-    ranking = rank_faces(training, oof)
-    out.mkdir(parents=True, exist_ok=True)
-    write_ranking(ranking, out / "ranked.csv")
-    count = int(round(top * len(ranking.rows)))
-    with atomic_path(out / "exclude.txt") as tmp:
-        tmp.write_text("".join(f"{n}\n" for n in ranking.file_names[:count]))
-    shown = ranking.rows[:gallery]
-    predicted = None if ranking.oof_points is None else ranking.oof_points[:gallery]
-    captions = [f"#{i + 1} {n[:18]} z={s:.1f}" for i, (n, s) in
-                enumerate(zip(ranking.file_names[:gallery], ranking.score[:gallery]))]
-    prediction_grid(training.images_dir, ranking.file_names[:gallery],
-                    np.asarray(training.table.points)[shown], out / "worst.png", truth=predicted,
-                    count=gallery, columns=6, captions=captions)
+    ranking, count = clean_report(data, out, oof, top, gallery)
     console.print(f"ranked {len(ranking.rows)} faces; top {count} in {out / 'exclude.txt'} "
                   f"(train --exclude it); labels (green) and out-of-fold predictions (red) in {out / 'worst.png'}")
 
@@ -294,23 +245,23 @@ def analyze(
     sample: Annotated[int, typer.Option(min=1, help="Images whose size is read.")] = 5000,
 ):
     """Head pose (roll, yaw, pitch proxies), mean shape, point spread, sizes and outliers."""
-    from densemarks.report import write_report
+    from densemarks.analysis.report import write_report
 
-    facts = write_report(_train_dir(data), out, sample)
+    facts = write_report(data, out, sample)
     roll = facts["roll_deg"]
     console.print(f"{facts['faces']} faces; roll median {roll['median']:.1f} deg (5-95%: {roll['p5']:.1f} to "
                   f"{roll['p95']:.1f}); {facts['faces_rolled_over_15_deg']} rolled over 15 deg; report in {out}")
 
 
 # Options shared by the photo commands.
-DetectorOption = Annotated[str, typer.Option(help="Face detector: mtcnn, mediapipe, haar or dlib.")]
-BackendOption = Annotated[str, typer.Option(help="torch, or onnx (the model from `densemarks export`).")]
+DetectorOption = Annotated[str, typer.Option(help=f"Face detector: {names(DETECTORS)}.")]
+BackendOption = Annotated[str, typer.Option(help="torch, or onnx (the model from `densemarks export`): photos.predictor.BACKENDS.")]
 OnnxOption = Annotated[Optional[Path], typer.Option(help="ONNX file for --backend onnx (default: CKPT with .onnx).")]
 RefineOption = Annotated[int, typer.Option(min=0, help="Re-framing passes after the detector box.")]
 
 
 def _photo_predictor(checkpoint: Path, detector: str, backend: str, onnx: Optional[Path], tta: str, refine: int):
-    from densemarks.photos import Predictor
+    from densemarks.photos.predictor import Predictor
 
     return Predictor.from_checkpoint(checkpoint, detector=detector, backend=backend, onnx=onnx,
                                      refine=refine, tta=tta)
@@ -329,7 +280,7 @@ def detect(
     draw: Annotated[Optional[Path], typer.Option(help="Folder for each photo with boxes and points drawn.")] = None,
 ):
     """Find every face in ordinary photos and predict its landmarks, in photo pixels."""
-    from densemarks.photos import detect_photos, list_photos
+    from densemarks.photos.predictor import detect_photos, list_photos
 
     files = list_photos(photos)
     predictor = _photo_predictor(checkpoint, detector, backend, onnx, tta, refine)
@@ -347,7 +298,7 @@ def export(
     opset: Annotated[int, typer.Option(help="ONNX opset.")] = 18,
 ):
     """Export the model with its decoding to ONNX; verified against torch before it is kept."""
-    from densemarks.export import export_onnx
+    from densemarks.inference.export import export_onnx
 
     result = export_onnx(checkpoint, out, opset=opset)
     h, w = result.input_size
@@ -369,9 +320,9 @@ def evaluate_photos_command(
     out: Annotated[Optional[Path], typer.Option(help="Folder for per_face.csv, report.json, examples.png.")] = None,
 ):
     """Detection recall, NME over found faces, failure rate (missed faces fail), time per photo."""
-    import json
+    from densemarks.photos.evaluate import evaluate_photos, write_photo_report
 
-    from densemarks.photo_eval import evaluate_photos, write_photo_report
+
 
     predictor = _photo_predictor(checkpoint, detector, backend, onnx, tta, refine)
     drawn = []
@@ -391,12 +342,7 @@ def evaluate_photos_command(
 
 def _main_process() -> bool:
     """False in the other ranks of a torchrun job: only rank 0 writes and reports."""
-    import os
     return int(os.environ.get("RANK", "0")) == 0
-
-
-def _train_dir(data: Path) -> Path:
-    return data / "train" if (data / "train" / "landmarks.csv").is_file() else data
 
 
 def main() -> None:
@@ -409,5 +355,5 @@ def main() -> None:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
     finally:
-        if "densemarks.distributed" in sys.modules:  # leave a torchrun process group cleanly
-            sys.modules["densemarks.distributed"].shutdown()
+        if "densemarks.core.distributed" in sys.modules:  # leave a torchrun process group cleanly
+            sys.modules["densemarks.core.distributed"].shutdown()

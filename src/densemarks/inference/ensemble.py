@@ -1,0 +1,151 @@
+"""Ensembles of prediction files: a weighted average of the points, with weights given or
+fitted on validation predictions (non-negative, summing to one; optionally per region).
+
+Fitting minimises the coordinate MSE (the competition score) of the weighted average:
+w^T G w with G the Gram matrix of the members' errors, a small quadratic programme solved
+with scipy's SLSQP on the simplex.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy.optimize import minimize
+
+from densemarks.data.csvio import read_landmarks, rows_for, write_landmarks
+from densemarks.core.errors import DataError
+from densemarks.data.scheme import LandmarkScheme
+from densemarks.analysis.evaluate import find_scheme
+from densemarks.analysis.metrics import Metrics, evaluate_points
+
+
+@dataclass(frozen=True)
+class EnsembleWeights:
+    """weights (M,) for every point, and optionally (M,) per region name (overriding them on
+    the region's points)."""
+
+    weights: np.ndarray
+    region_weights: dict[str, np.ndarray]
+
+    def per_point(self, num_points: int, scheme: LandmarkScheme | None) -> np.ndarray:
+        """(M, K) weight of each member at each point."""
+        out = np.repeat(self.weights[:, None], num_points, axis=1)
+        for region in (scheme.regions if scheme else ()):
+            if region.name in self.region_weights:
+                out[:, region.start:region.stop] = self.region_weights[region.name][:, None]
+        return out
+
+
+def load_members(paths: list[Path]) -> tuple[np.ndarray, np.ndarray]:
+    """(file names in the first file's order, points (M, N, K, 2)). Every file must cover
+    exactly the same faces with the same number of points."""
+    if not paths:
+        raise DataError(None, "no prediction files given")
+    first = read_landmarks(paths[0], cache=False)
+    names = first.file_names
+    members = [np.asarray(first.points, dtype=np.float64)]
+    for path in paths[1:]:
+        table = read_landmarks(path, cache=False)
+        if table.num_points != first.num_points:
+            raise DataError(path, f"{table.num_points} points per face, {paths[0]} has {first.num_points}")
+        if len(table) != len(names):
+            raise DataError(path, f"{len(table)} faces, {paths[0]} has {len(names)}: files must cover the same faces")
+        rows = rows_for(table.file_names, names, path, "prediction", requested_in=paths[0])
+        members.append(np.asarray(table.points, dtype=np.float64)[rows])
+    return names, np.stack(members)
+
+
+def parse_weights(text: str, count: int) -> np.ndarray:
+    """'1,0,2' -> normalised weights; they must be non-negative, one per file, not all zero."""
+    try:
+        values = np.asarray([float(v) for v in text.split(",")])
+    except ValueError:
+        raise DataError(None, f"--weights {text!r}: give auto or comma-separated numbers") from None
+    if len(values) != count:
+        raise DataError(None, f"--weights has {len(values)} values for {count} prediction files")
+    if (values < 0).any() or not np.isfinite(values).all() or values.sum() <= 0:
+        raise DataError(None, f"--weights {text!r}: need non-negative numbers, not all zero")
+    return values / values.sum()
+
+
+def fit_simplex_weights(members: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Weights w >= 0, sum 1, minimising the MSE of sum_m w_m members[m] against truth.
+    members (M, N, ..., 2), truth (N, ..., 2)."""
+    errors = (members - truth[None]).reshape(len(members), -1)
+    gram = errors @ errors.T / errors.shape[1]
+    m = len(members)
+    result = minimize(lambda w: w @ gram @ w, np.full(m, 1 / m), jac=lambda w: 2 * gram @ w,
+                      bounds=[(0, 1)] * m, constraints=({"type": "eq", "fun": lambda w: w.sum() - 1},),
+                      method="SLSQP", options={"ftol": 1e-12, "maxiter": 200})
+    w = np.clip(result.x, 0, None)
+    return w / w.sum()
+
+
+def fit_weights(members: np.ndarray, truth: np.ndarray, scheme: LandmarkScheme | None = None,
+                per_region: bool = False) -> EnsembleWeights:
+    weights = fit_simplex_weights(members, truth)
+    regions = {}
+    if per_region and scheme is not None:
+        for region in scheme.regions:
+            regions[region.name] = fit_simplex_weights(members[:, :, region.start:region.stop],
+                                                       truth[:, region.start:region.stop])
+    return EnsembleWeights(weights, regions)
+
+
+def combine(members: np.ndarray, weights: EnsembleWeights, scheme: LandmarkScheme | None = None) -> np.ndarray:
+    """The weighted average (N, K, 2) of members (M, N, K, 2)."""
+    per_point = weights.per_point(members.shape[2], scheme)  # (M, K)
+    return np.einsum("mnkc,mk->nkc", members, per_point).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class ValidationFit:
+    """Weights fitted on validation predictions, the scheme used, and the metrics of each
+    member and of the ensemble on those same faces (optimistic for the ensemble)."""
+
+    weights: EnsembleWeights
+    scheme: LandmarkScheme
+    members: list[Metrics]
+    ensemble: Metrics
+
+
+def fit_on_validation(val: list[Path], answers: Path, scheme_file: Path | None = None,
+                      per_region: bool = False) -> ValidationFit:
+    """Fit weights on the models' validation predictions (files in the same order as the
+    models) against the truth in `answers` (a landmarks.csv covering those faces)."""
+    names, members = load_members(val)
+    truth_table = read_landmarks(answers)
+    if truth_table.num_points != members.shape[2]:
+        raise DataError(answers, f"{truth_table.num_points} points per face, the predictions have {members.shape[2]}")
+    rows = rows_for(truth_table.file_names, names, answers, "answer", val[0])
+    truth = np.asarray(truth_table.points, dtype=np.float64)[rows]
+    scheme = find_scheme(answers, truth.shape[1], scheme_file)
+    weights = fit_weights(members, truth, scheme, per_region)
+    return ValidationFit(weights, scheme, [evaluate_points(m, truth, scheme) for m in members],
+                         evaluate_points(combine(members, weights, scheme), truth, scheme))
+
+
+def ensemble_files(predictions: list[Path], out: Path, weights: str = "equal", answers: Path | None = None,
+                   val: list[Path] | None = None, per_region: bool = False,
+                   scheme_file: Path | None = None) -> tuple[EnsembleWeights, ValidationFit | None, int]:
+    """`densemarks ensemble`: write the weighted average of prediction files (same faces) to
+    `out`. weights: "equal", "w1,w2,..." or "auto" (fitted on `val`, the same models'
+    validation predictions, default the predictions themselves, against `answers`). Returns the
+    weights, the fit (auto only) and the number of faces."""
+    names, members = load_members(predictions)
+    fit, scheme = None, None
+    if weights == "auto":
+        if answers is None:
+            raise DataError(None, "--weights auto needs --answers (the truth of the validation predictions)")
+        val = val or predictions
+        if len(val) != len(predictions):
+            raise DataError(None, f"--val has {len(val)} files for {len(predictions)} prediction files")
+        fit = fit_on_validation(val, answers, scheme_file, per_region)
+        chosen, scheme = fit.weights, fit.scheme
+    else:
+        count = len(predictions)
+        chosen = EnsembleWeights(np.full(count, 1 / count) if weights == "equal" else parse_weights(weights, count), {})
+    write_landmarks(out, names, combine(members, chosen, scheme))
+    return chosen, fit, len(names)

@@ -1,0 +1,48 @@
+"""The Kaggle submission: the requested points of each test face, rounded, in test_points.csv
+order, checked for what Kaggle would reject before it is written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from densemarks.core.errors import DataError
+from densemarks.data.csvio import RequestedPoints, read_landmarks, read_test_points, rows_for, write_table
+
+
+def submission_table(predictions_csv: str | Path, test_points_csv: str | Path) -> pa.Table:
+    """The Kaggle file as a table: `file_name,Point_M0_X,Point_M0_Y,...`, one row per row of
+    test_points.csv in its order, the k-th pair being the k-th requested point, rounded."""
+    predictions = read_landmarks(predictions_csv, cache=False)
+    requested = read_test_points(test_points_csv, predictions.num_points)
+    rows = rows_for(predictions.file_names, requested.file_names, predictions_csv, "prediction",
+                    requested_in=test_points_csv)
+    points = np.asarray(predictions.points)[rows[:, None], requested.indices]  # (N, M, 2)
+    values = np.rint(points.reshape(len(rows), -1)).astype(np.int64)
+    m = requested.indices.shape[1]
+    columns = ["file_name"] + [f"Point_M{k}_{axis}" for k in range(m) for axis in ("X", "Y")]
+    arrays = [pa.array(requested.file_names.tolist())] + [pa.array(values[:, j]) for j in range(values.shape[1])]
+    return pa.Table.from_arrays(arrays, names=columns)
+
+
+def write_submission(predictions_csv: str | Path, test_points_csv: str | Path, out: str | Path) -> int:
+    table = submission_table(predictions_csv, test_points_csv)
+    check_submission_table(table, read_test_points(test_points_csv, 1 << 30))
+    write_table(out, table, delimiter=",")
+    return table.num_rows
+
+
+def check_submission_table(table: pa.Table, requested: RequestedPoints) -> None:
+    """Header, row count and order, integer finite values: what Kaggle would reject."""
+    m = requested.indices.shape[1]
+    expected = ["file_name"] + [f"Point_M{k}_{axis}" for k in range(m) for axis in ("X", "Y")]
+    if table.column_names != expected:
+        raise DataError(None, "submission header does not match the requested point count")
+    if table.num_rows != len(requested) or table.column(0).to_pylist() != requested.file_names.tolist():
+        raise DataError(None, "submission rows differ from test_points.csv in number or order")
+    for column in table.columns[1:]:
+        if column.null_count or not pa.types.is_integer(column.type):
+            raise DataError(None, "submission values must be integers")
+

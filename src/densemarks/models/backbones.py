@@ -1,0 +1,201 @@
+"""Backbones from torchvision or timm: a classifier whose last Linear layer gives the head's
+outputs (`create_backbone`), or its feature maps at strides 4, 8, 16 and 32
+(`create_feature_backbone`); and their parameters in stages from input to output, for
+per-stage learning rates and freezing (`backbone_stages`).
+
+Pretrained weights go through torchvision's / timm's own weights APIs and their local caches;
+when they are neither cached nor downloadable, `create_model` says which file to put where
+rather than falling back to random weights.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import nn
+from torchvision.models.feature_extraction import create_feature_extractor
+
+from densemarks.core.errors import DataError
+
+
+class ModelError(DataError):
+    """A model that cannot be built as asked (unknown name, weights unavailable)."""
+
+    def __init__(self, message: str):
+        super().__init__(None, message)
+
+
+def torchvision_names() -> list[str]:
+    return torchvision.models.list_models(module=torchvision.models)
+
+
+def create_backbone(name: str, num_outputs: int, weights: str = "default") -> nn.Module:
+    """A classification network with its last Linear layer replaced by one of num_outputs.
+
+    name: a torchvision classification model (resnet50, mobilenet_v2, ...) or a timm model.
+    weights: "none", "default", or a torchvision weights name such as "IMAGENET1K_V1".
+    """
+    if name in torchvision_names():
+        model = torchvision.models.get_model(name, weights=_torchvision_weights(name, weights))
+        _replace_last_linear(model, num_outputs)
+        return model
+    return _timm_model(name, num_outputs, weights)
+
+
+def _torchvision_weights(name: str, weights: str):
+    if weights.lower() == "none":
+        return None
+    enum = torchvision.models.get_model_weights(name)
+    key = weights.upper()
+    if key not in enum.__members__:
+        raise ModelError(f"{name} has no weights {weights!r}; choose none or one of "
+                         f"{', '.join(['default', *enum.__members__])}")
+    chosen = enum[key]
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(chosen.url)
+    if not cached.is_file():
+        try:
+            chosen.get_state_dict(progress=True)  # the library's own download into its cache
+        except Exception as exc:  # no network, proxy, DNS: say what to do instead
+            raise ModelError(
+                f"pretrained weights for {name} ({chosen}) are not cached and could not be "
+                f"downloaded ({type(exc).__name__}); put {cached.name} into {cached.parent} "
+                f"(or set TORCH_HOME), or train with weights=none") from None
+    return chosen
+
+
+def _require_timm_name(name: str) -> None:
+    import timm  # heavy (about a second); only timm model names need it
+
+    if not timm.list_models(name) and not timm.is_model(name):
+        known = torchvision_names() + timm.list_models()
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ModelError(f"unknown model {name!r}{hint}")
+
+
+def _timm_model(name: str, num_outputs: int, weights: str) -> nn.Module:
+    import timm  # heavy (about a second); only timm model names need it
+
+    _require_timm_name(name)
+    pretrained = weights.lower() != "none"
+    try:
+        return timm.create_model(name, pretrained=pretrained, num_classes=num_outputs)
+    except Exception as exc:
+        if not pretrained:
+            raise
+        raise ModelError(f"pretrained weights for timm model {name} are not cached and could not "
+                         f"be downloaded ({type(exc).__name__}); fill the Hugging Face cache "
+                         f"(HF_HOME) with them, or train with weights=none") from None
+
+
+def _replace_last_linear(model: nn.Module, num_outputs: int) -> None:
+    parent, attr, last = None, None, None
+    for module_name, module in model.named_modules():
+        for child_name, child in module.named_children():
+            if isinstance(child, nn.Linear):
+                parent, attr, last = module, child_name, child
+    if last is None:
+        raise ModelError(f"{type(model).__name__} has no Linear layer to replace")
+    setattr(parent, attr, nn.Linear(last.in_features, num_outputs))
+
+
+def head_and_backbone(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    """Parameters of the regression head (the last Linear layer) and of everything else."""
+    last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
+    head_ids = {id(p) for p in last.parameters()}
+    return list(last.parameters()), [p for p in model.parameters() if id(p) not in head_ids]
+
+
+def backbone_stages(model: nn.Module, count: int = 5, has_head: bool = True) -> list[list[nn.Parameter]]:
+    """The backbone in `count` groups from input to output, for staged unfreezing: ResNets'
+    stem and layer1..layer4; other networks' blocks split into equal runs. has_head: the
+    model ends in a Linear head, which is left out."""
+    backbone = head_and_backbone(model)[1] if has_head else list(model.parameters())
+    if all(hasattr(model, f"layer{i}") for i in range(1, 5)):
+        layers = [getattr(model, f"layer{i}") for i in range(1, 5)]
+        in_layers = {id(p) for layer in layers for p in layer.parameters()}
+        stem = [p for p in backbone if id(p) not in in_layers]
+        return [stem] + [list(layer.parameters()) for layer in layers]
+    blocks: list[nn.Module] = []
+    for child in model.children():
+        blocks.extend(child.children() if isinstance(child, nn.Sequential) else [child])
+    if len(blocks) == 1:  # a wrapper (feature extractor): split what it wraps
+        return backbone_stages(blocks[0], count, has_head)
+    keep = {id(p) for p in backbone}
+    groups = [[p for p in b.parameters() if id(p) in keep] for b in blocks]
+    groups = [g for g in groups if g]
+    size = -(-len(groups) // count)
+    return [[p for g in groups[i:i + size] for p in g] for i in range(0, len(groups), size)]
+
+
+FEATURE_STRIDES = (4, 8, 16, 32)
+
+
+def create_feature_backbone(name: str, weights: str = "default") -> tuple[nn.Module, list[int]]:
+    """A backbone returning its feature maps at strides 4, 8, 16 and 32 (a list), and their
+    channel counts. timm models through `features_only`; torchvision models through
+    `create_feature_extractor` at the last module of each stride (found by one dry run)."""
+    if name not in torchvision_names():
+        import timm  # heavy (about a second); only timm model names need it
+
+        _require_timm_name(name)
+        probe = timm.create_model(name, features_only=True, pretrained=False)
+        levels = [i for i, r in enumerate(probe.feature_info.reduction()) if r in FEATURE_STRIDES]
+        try:
+            model = timm.create_model(name, features_only=True, out_indices=levels,
+                                      pretrained=weights.lower() != "none")
+        except Exception as exc:
+            raise ModelError(f"pretrained weights for timm model {name} are not cached and could not "
+                             f"be downloaded ({type(exc).__name__}); fill the Hugging Face cache "
+                             f"(HF_HOME) with them, or train with weights=none") from None
+        return model, list(model.feature_info.channels())
+    model = torchvision.models.get_model(name, weights=_torchvision_weights(name, weights))
+    nodes = _last_module_per_stride(model)
+    extractor = create_feature_extractor(model, return_nodes={n: str(i) for i, n in enumerate(nodes.values())})
+    return _AsList(extractor), _channels(extractor)
+
+
+def _last_module_per_stride(model: nn.Module, size: int = 128) -> dict[int, str]:
+    """Name of the last module (two levels deep at most) whose output has each stride."""
+    found: dict[int, str] = {}
+    hooks = []
+    for module_name, module in model.named_modules():
+        if not module_name or module_name.count(".") > 1:
+            continue
+
+        def hook(_, __, output, module_name=module_name):
+            if isinstance(output, torch.Tensor) and output.dim() == 4 and output.shape[-1] > 0:
+                stride = size // output.shape[-1]
+                if stride in FEATURE_STRIDES and size % output.shape[-1] == 0:
+                    found[stride] = module_name
+        hooks.append(module.register_forward_hook(hook))
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, 3, size, size))
+    finally:
+        for h in hooks:
+            h.remove()
+    missing = [s for s in FEATURE_STRIDES if s not in found]
+    if missing:
+        raise ModelError(f"{type(model).__name__} has no feature maps at strides {missing}; "
+                         "a heatmap head needs strides 4, 8, 16 and 32")
+    # A parent module runs its hook after its children: keep each stride's outermost last module.
+    return {s: found[s] for s in FEATURE_STRIDES}
+
+
+class _AsList(nn.Module):
+    def __init__(self, extractor: nn.Module):
+        super().__init__()
+        self.extractor = extractor
+
+    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+        return list(self.extractor(images).values())
+
+
+def _channels(extractor: nn.Module) -> list[int]:
+    with torch.no_grad():
+        return [f.shape[1] for f in extractor.eval()(torch.zeros(1, 3, 64, 64)).values()]

@@ -1,0 +1,1 @@
+"""Recipes: TrainConfig, the named YAML recipes beside this file, key=value overrides."""

@@ -1,0 +1,230 @@
+"""Training configuration: typed dataclasses, one YAML per named recipe beside this file, and
+`key=value` overrides from the command line (dotted for nested keys: `augment.flip_p=0.5`).
+
+Unknown keys fail with a suggestion; values are converted to the field's type.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from densemarks.core.errors import DataError
+from densemarks.core.registry import names, suggestion
+from densemarks.recipes.catalog import recipe_dir, recipe_names
+from densemarks.data.augment import CROP_MODES, AugmentConfig
+from densemarks.data.loader import SAMPLERS
+from densemarks.data.store import FORMATS as STORE_FORMATS
+from densemarks.models.heads import HEADS
+from densemarks.models.heads.heatmap import DECODERS, HEATMAP_LOSSES
+from densemarks.models.losses import LOSSES
+from densemarks.models.optim import MODES, OPTIMIZERS, SCHEDULERS
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run needs besides the data. Stored resolved in every checkpoint."""
+
+    model: str = "resnet50"  # torchvision name, or any timm model name
+    head: str = "regression"  # a name in models.heads.HEADS (regression: 2K numbers; heatmap: K maps)
+    heatmap_sigma: float = 1.5  # heatmap: target Gaussian's sigma, in map pixels
+    heatmap_loss: str = "both"  # heatmap: terms of the loss (heads.heatmap.HEATMAP_LOSSES)
+    coord_weight: float = 0.1  # heatmap_loss=both: weight of the coordinate L1 (input pixels)
+    heatmap_decode: str = "argmax"  # heatmap: map decoding (heads.heatmap.DECODERS)
+    decoder_channels: int = 64  # heatmap: width of the U-Net decoder
+    heatmap_points_per_step: int = 64  # heatmap: points whose maps each training step computes (0 = all)
+    weights: str = "default"  # none | default | a torchvision weights name (IMAGENET1K_V1, ...)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)  # for training
+    loss: str = "l1"  # regression: a name in models.losses.LOSSES
+    optimizer: str = "adamw"  # models.optim.OPTIMIZERS
+    lr: float = 3e-4
+    weight_decay: float = 1e-4
+    momentum: float = 0.9  # sgd only
+    scheduler: str = "plateau"  # models.optim.SCHEDULERS
+    plateau_factor: float = 0.5
+    plateau_patience: int = 2
+    restart_epochs: int = 5  # cosine_restarts: epochs in the first cycle
+    epochs: int = 40
+    batch_size: int = 32
+    workers: int = 0  # loader processes; 0 loads in the training process (best on 2 cores)
+    store_side: int = 0  # read training images from `densemarks preprocess --side N`; 0: the files
+    store_format: str = "raw"  # raw (memory map) | jpeg (re-encoded), as preprocessed
+    val_fraction: float = 0.15
+    split_seed: int = 0  # fixes the validation split (and folds) apart from the model's seed
+    folds: int = 0  # k-fold: 0 or 1 uses val_fraction; K >= 2 validates on fold `fold` of K
+    fold: int = 0
+    seed: int = 0  # weights initialisation, data order and augmentation
+    sampler: str = "uniform"  # data.loader.SAMPLERS (pose_balanced: faces drawn inversely to pose frequency)
+    mode: str = "full"  # models.optim.MODES: full, head (backbone frozen), staged (unfreeze in turn)
+    stage_epochs: int = 1  # staged: epochs between unfreezing one more stage
+    frozen_stages: int = 0  # backbone stages from the input kept frozen (BatchNorm stats too) in any mode
+    backbone_lr_scale: float = 1.0  # learning rate of the backbone relative to the head
+    stage_lr_decay: float = 1.0  # each backbone stage below the top: lr times this once more
+    grad_clip: float = 0.0  # max gradient norm; 0 disables
+    amp: bool = True  # mixed precision (bf16 where supported) on CUDA; ignored on CPU
+    channels_last: bool = True  # memory format of model and batches (faster on CPU and GPU)
+    compile: bool = False  # torch.compile the model for training (worth it on GPUs, long runs)
+    record_samples: bool = False  # write RUN/samples/rank{r}.txt: faces each rank trained on
+    time_limit: str = ""  # e.g. "30m", "2h", "90s": stop when spent, keep best checkpoint
+    threads: int = 0  # torch CPU threads for the training process; 0 leaves the default
+    flip_tta: bool = False  # validate with flip test-time augmentation
+    val_every: int = 1  # epochs between validations
+    ema: float = 0.0  # decay of a moving average of the weights, validated and saved as the model; 0: off
+
+
+def _type_of(cls, name: str):
+    return typing.get_type_hints(cls)[name]
+
+
+def _convert(text: str, kind, key: str):
+    """A command-line string to the field's type, read as YAML (`true`, `1e-3`, `[166, 128]`,
+    `null`), then checked against the type."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        value = text
+    if isinstance(value, str):
+        try:
+            value = float(value)  # YAML 1.1 reads 1e-3 (no dot) as text
+        except ValueError:
+            pass
+    args = typing.get_args(kind)
+    if type(None) in args:  # Optional[...]: null or the inner type
+        if value is None:
+            return None
+        kind = next(a for a in args if a is not type(None))
+    ok = {
+        bool: isinstance(value, bool),
+        int: isinstance(value, (int, float)) and not isinstance(value, bool) and float(value).is_integer(),
+        float: isinstance(value, (int, float)) and not isinstance(value, bool),
+        str: True,
+    }.get(kind)
+    if typing.get_origin(kind) is tuple:
+        ok = isinstance(value, list) and all(isinstance(v, int) for v in value)
+    if not ok:
+        raise DataError(None, f"{key}={text!r}: expected {getattr(kind, '__name__', kind)}")
+    if kind is str:
+        return text
+    return tuple(value) if typing.get_origin(kind) is tuple else kind(value)
+
+
+# Keys whose value names an entry of a registry: the registry is the list of choices.
+CHOICES: dict[str, Collection[str]] = {
+    "head": HEADS, "loss": LOSSES, "optimizer": OPTIMIZERS, "scheduler": SCHEDULERS, "mode": MODES,
+    "sampler": SAMPLERS, "store_format": STORE_FORMATS, "heatmap_loss": HEATMAP_LOSSES,
+    "heatmap_decode": DECODERS, "augment.crop": CROP_MODES,
+}
+
+
+def _fields(cls) -> dict[str, dataclasses.Field]:
+    return {f.name: f for f in dataclasses.fields(cls)}
+
+
+# Names other tools use for our keys, so a suggestion can point from one to the other.
+ALIASES = {"learning_rate": "lr", "lr_scheduler": "scheduler", "batch": "batch_size",
+           "arch": "model", "backbone": "model", "pretrained": "weights", "max_epochs": "epochs",
+           "num_workers": "workers", "wd": "weight_decay", "criterion": "loss"}
+
+
+def _suggest(key: str, options) -> str:
+    options = list(options)
+    names = options + [alias for alias, target in ALIASES.items() if target in options]
+    close = difflib.get_close_matches(key, names, n=1)
+    if close:
+        return f"; did you mean {ALIASES.get(close[0], close[0])!r}?"
+    return f"; known keys: {', '.join(sorted(options))}"
+
+
+def apply_overrides(config: TrainConfig, pairs: dict[str, object], source: str) -> TrainConfig:
+    """Set dotted keys on a copy of config. Values may be strings (converted) or typed."""
+    config = dataclasses.replace(config, augment=dataclasses.replace(config.augment))
+    for key, raw in pairs.items():
+        target, name = config, key
+        if "." in key:
+            head, name = key.split(".", 1)
+            if head != "augment":
+                raise DataError(None, f"{source}: unknown key {key!r}" + _suggest(head, _fields(TrainConfig)))
+            target = config.augment
+        fields = _fields(type(target))
+        if name not in fields:
+            options = fields if target is config.augment else _fields(TrainConfig)
+            raise DataError(None, f"{source}: unknown key {key!r}" + _suggest(name, options))
+        kind = _type_of(type(target), name)
+        if kind is AugmentConfig:
+            raise DataError(None, f"{source}: set augment.* keys one by one")
+        value = _convert(raw, kind, key) if isinstance(raw, str) and kind is not str else raw
+        if kind is str:
+            value = str(value)
+        if key in CHOICES and value not in CHOICES[key]:
+            raise DataError(None, f"{source}: {key}={value!r} is not one of {names(CHOICES[key])}"
+                            f"{suggestion(value, CHOICES[key])}")
+        setattr(target, name, value)
+    try:
+        config.augment.__post_init__()
+    except ValueError as exc:
+        raise DataError(None, f"{source}: {exc}") from None
+    return config
+
+
+def load_recipe(name_or_path: str) -> TrainConfig:
+    """A recipe by name (recipes/NAME.yaml, shipped in the package) or a YAML file path."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = recipe_dir() / f"{name_or_path}.yaml"
+        if not path.is_file():
+            raise DataError(None, f"unknown recipe {name_or_path!r}" + _suggest(name_or_path, recipe_names()))
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise DataError(path, f"cannot read recipe: {exc}") from None
+    if not isinstance(data, dict):
+        raise DataError(path, "a recipe is a mapping of keys to values")
+    flat = {}
+    for key, value in data.items():
+        if key == "augment" and isinstance(value, dict):
+            flat.update({f"augment.{k}": v for k, v in value.items()})
+        else:
+            flat[key] = value
+    return apply_overrides(TrainConfig(), flat, str(path))
+
+
+def parse_overrides(items: list[str]) -> dict[str, str]:
+    pairs = {}
+    for item in items:
+        if "=" not in item:
+            raise DataError(None, f"override {item!r} is not key=value")
+        key, value = item.split("=", 1)
+        pairs[key.strip()] = value.strip()
+    return pairs
+
+
+def to_dict(config: TrainConfig) -> dict:
+    data = dataclasses.asdict(config)
+    data["augment"]["size"] = list(config.augment.size)
+    return data
+
+
+def from_dict(data: dict) -> TrainConfig:
+    data = dict(data)
+    augment = AugmentConfig(**{**data.pop("augment", {})})
+    known = _fields(TrainConfig)
+    return TrainConfig(augment=augment, **{k: v for k, v in data.items() if k in known})
+
+
+def parse_duration(text: str) -> float | None:
+    """'30m' -> 1800.0 seconds; '' -> None."""
+    if not text:
+        return None
+    units = {"s": 1, "m": 60, "h": 3600}
+    try:
+        if text[-1] in units:
+            return float(text[:-1]) * units[text[-1]]
+        return float(text)
+    except ValueError:
+        raise DataError(None, f"time limit {text!r}: use a number with s, m or h, e.g. 30m") from None

@@ -1,0 +1,140 @@
+"""The training loop: batch, forward, loss, backward, step, log; then validation in
+original-image pixels and checkpoints that hold everything `predict` and `--resume` need.
+What it runs with (data, model, optimizer, schedule, EMA, resume) is built in `setup.py`.
+
+Randomness is reproducible: the data order of epoch e comes from a generator seeded with
+(seed, e), augmentation from (seed, e, index) in the dataset, so a resumed run sees the same
+batches as an uninterrupted one. Under torchrun every process runs this loop on its shard;
+gradients are averaged by DistributedDataParallel and only rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from densemarks.core import distributed
+from densemarks.data.augment import normalize_batch
+from densemarks.data.csvio import write_landmarks
+from densemarks.models.optim import set_trainable
+from densemarks.recipes.config import TrainConfig, parse_duration
+from densemarks.training.log import Logger
+from densemarks.training.setup import TrainingRun, key_metric, prepare_run
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    best_epoch: int
+    best_metric: float
+    epochs_run: int
+    stopped_by_time: bool
+    history: list[dict]
+
+
+def train(data_dir: str | Path, config: TrainConfig, out: str | Path, *, resume: bool = False,
+          exclude: set[str] | None = None, quiet: bool = False) -> TrainResult:
+    """Train one model into the run folder `out` (best.pt, last.pt, val_predictions.csv, log.csv,
+    curves.png, tensorboard/); resume: continue from out/last.pt; exclude: face names left out."""
+    out = Path(out)
+    ctx = distributed.setup()
+    out.mkdir(parents=True, exist_ok=True)
+    run = prepare_run(data_dir, config, out, ctx, resume=resume, exclude=exclude)
+    log = Logger(out, quiet or not ctx.main, fresh=not resume) if ctx.main else None
+    device, use_cuda = ctx.device, ctx.device.type == "cuda"
+    amp_dtype = torch.bfloat16 if use_cuda and torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler("cuda", enabled=use_cuda and config.amp and amp_dtype == torch.float16)
+    time_budget, started, stopped_by_time = parse_duration(config.time_limit), time.monotonic(), False
+    inputs = None
+    epoch = run.start_epoch - 1
+    for epoch in range(run.start_epoch, config.epochs):
+        step_model = start_epoch(run, epoch, out)
+        epoch_start, losses, seen = time.monotonic(), [], 0
+        bar = tqdm(run.loader, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False, unit="batch",
+                   disable=quiet or not ctx.main)
+        for batch in bar:
+            images = batch["image"].to(device, non_blocking=True)
+            if inputs is None or inputs.shape[0] < len(images):
+                inputs = input_buffer(images.shape, device, config.channels_last)
+            # Normalised straight into a reused buffer in the model's memory format: no
+            # allocation per batch (costly on CPU) and no separate layout conversion.
+            images = normalize_batch(images, config.augment.normalize, out=inputs[: len(images)], tone=batch["tone"])
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=use_cuda and config.amp):
+                loss = run.head.train_loss(step_model, images, batch["points"].to(device, non_blocking=True))
+            run.optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if config.grad_clip > 0:
+                scaler.unscale_(run.optimizer)
+                torch.nn.utils.clip_grad_norm_(run.model.parameters(), config.grad_clip)
+            scaler.step(run.optimizer)
+            scaler.update()
+            if run.scheduler is not None and run.schedule_when == "batch":
+                run.scheduler.step()
+            if run.ema is not None:
+                run.ema.update_parameters(run.model)
+            losses.append(loss.item())
+            seen += len(images)
+            bar.set_postfix(loss=f"{losses[-1]:.3f}")
+            if time_budget is not None and distributed.any_rank(ctx, time.monotonic() - started > time_budget):
+                stopped_by_time = True
+                break
+        train_seconds = time.monotonic() - epoch_start
+
+        last_epoch = stopped_by_time or epoch == config.epochs - 1
+        pred = metrics = None
+        if len(run.val_set) and ((epoch + 1) % config.val_every == 0 or last_epoch):
+            pred, metrics = run.validate()
+        value = key_metric(metrics) if metrics else None
+        if run.scheduler is not None and run.schedule_when == "metric" and value is not None:
+            run.scheduler.step(value)
+        mean_loss = distributed.mean_over_ranks(ctx, float(np.mean(losses)) if losses else math.nan)
+        row = {"epoch": epoch + 1, "train_loss": mean_loss,
+               "val_nme": metrics.nme if metrics else None,
+               "val_score": metrics.competition_score if metrics else None,
+               "lr": run.optimizer.param_groups[0]["lr"],
+               "images_per_s": ctx.world * seen / max(train_seconds, 1e-9),
+               "seconds": time.monotonic() - started}
+        run.history.append(row)
+        improved = value is not None and value < run.best_metric
+        if improved:
+            run.best_metric, run.best_epoch = value, epoch + 1
+        if ctx.main:
+            state = run.checkpoint(epoch, metrics)
+            if improved:
+                state.save(out / "best.pt")
+                # The best model's validation (out-of-fold) predictions, for ensembles and `clean`.
+                write_landmarks(out / "val_predictions.csv", run.val_set.file_names, pred)
+            state.save(out / "last.pt")
+            log.epoch(row)  # after the checkpoint: a logged epoch is always a resumable one
+        if stopped_by_time:
+            break
+    if log is not None:
+        log.close(run.history)
+    distributed.barrier(ctx)  # nobody reads the run folder before rank 0 has written it
+    return TrainResult(run.best_epoch, run.best_metric, epoch + 1 - run.start_epoch, stopped_by_time, run.history)
+
+
+def start_epoch(run: TrainingRun, epoch: int, out: Path) -> torch.nn.Module:
+    """Freeze what the mode freezes this epoch, move the sampler on, and return the model the
+    step calls (compiled / DDP, rebuilt when the trainable weights change)."""
+    set_trainable(run.model, run.config, epoch)
+    run.model.train()
+    set_trainable(run.model, run.config, epoch)  # train() resets BatchNorm modes; freeze again
+    step_model = run.step_model.get()
+    run.loader.sampler.set_epoch(epoch)
+    if run.config.record_samples:  # OUT/samples/rank{r}.txt: `epoch<TAB>name` per sample (to check sharding)
+        folder = out / "samples"
+        folder.mkdir(exist_ok=True)
+        with open(folder / f"rank{run.ctx.rank}.txt", "a") as f:
+            f.writelines(f"{epoch}\t{run.train_set.file_names[i]}\n" for i in run.loader.sampler.indices())
+    return step_model
+
+
+def input_buffer(shape, device: torch.device, channels_last: bool) -> torch.Tensor:
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    return torch.empty(shape, dtype=torch.float32, device=device, memory_format=layout)

@@ -9,7 +9,7 @@ DM := $(BIN)/densemarks
 TORCH_CACHE := $(or $(TORCH_HOME),$(HOME)/.cache/torch)/hub/checkpoints
 SHARED_WEIGHTS := $(wildcard ../shared/weights/*.pth)
 
-.PHONY: demo test bench weights clean
+.PHONY: demo test bench gpu-check weights clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,11 @@ bench: $(STAMP) weights
 	$(BIN)/python benchmarks/train_throughput.py --data ../shared/data/300w-afw-helen
 	$(BIN)/python benchmarks/heatmap_vs_regression.py
 	$(BIN)/python benchmarks/photo_speed.py --checkpoint $(or $(CKPT),runs/fast/best.pt) --photos ../shared/data/afw-photos
+
+# On a CUDA machine: the seed recipe's speed (eager and compiled), the data path, torchrun with
+# resume, predict and export, in one table (gpu-check.md). Without CUDA it says so and exits 0.
+gpu-check: $(STAMP)
+	$(BIN)/python benchmarks/gpu_check.py --out gpu-check.md
 
 clean:
 	rm -rf demo

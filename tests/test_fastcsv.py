@@ -7,7 +7,7 @@ import io
 import numpy as np
 import pytest
 
-from densemarks.data.csvio import parse_with_arrow, _read_header, read_landmarks
+from densemarks.data.csvio import parse_with_arrow, read_header, read_landmarks
 from densemarks.data.fastcsv import parse_plain
 
 
@@ -60,7 +60,7 @@ def test_agrees_with_pyarrow_on_random_files(tmp_path):
         lines = [f"f{i}.jpg\t" + "\t".join(f"{v:g}" for v in row) for i, row in enumerate(cells)]
         path.write_text(header + "\n" + "\n".join(lines) + "\n")
         fast = read_landmarks(path, cache=False)
-        general = parse_with_arrow(path, _read_header(path), k)
+        general = parse_with_arrow(path, read_header(path), k)
         np.testing.assert_array_equal(fast.points, general.points)
         assert fast.file_names.tolist() == general.file_names.tolist()
 

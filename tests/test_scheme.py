@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +12,8 @@ from densemarks.core.errors import DataError
 from densemarks.data.scheme import (LandmarkScheme, check_flip_index, derive_flip_index,
                                read_flip_index, resolve_scheme)
 from densemarks.data.synth import make_layout
+
+from conftest import SHARED_300W
 
 
 @pytest.mark.parametrize("fixture", ["synth971", "synth68"])
@@ -80,11 +81,10 @@ def test_scheme_round_trip(tmp_path):
     assert back.norm_points == (969, 970) and back.regions == scheme.regions
     np.testing.assert_array_equal(back.flip_index, scheme.flip_index)
 
+REAL_68 = SHARED_300W
 
-REAL_68 = Path(__file__).resolve().parents[2] / "shared" / "data" / "300w-afw-helen" / "train"
 
-
-@pytest.mark.skipif(not (REAL_68 / "landmarks.csv").is_file(), reason="300-W crops not present")
+@pytest.mark.skipif(not (REAL_68 / "landmarks.csv").is_file(), reason=f"needs the 300-W crops at {REAL_68}")
 def test_derived_flip_index_on_real_faces_is_the_ibug_mirror_map():
     ibug = (list(range(16, -1, -1)) + list(range(26, 16, -1)) + [27, 28, 29, 30] + [35, 34, 33, 32, 31]
             + [45, 44, 43, 42, 47, 46, 39, 38, 37, 36, 41, 40]

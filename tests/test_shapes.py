@@ -10,7 +10,7 @@ from scipy.spatial import procrustes
 
 from densemarks.core.shapes import (align, estimate_pose, generalized_procrustes, mirror_field,
                                pose_balanced_weights)
-from densemarks.data.synth import FaceParams, _project, face_shape, make_layout
+from densemarks.data.synth import FaceParams, project, face_shape, make_layout
 
 
 def _rotate(shapes: np.ndarray, degrees: np.ndarray) -> np.ndarray:
@@ -29,7 +29,7 @@ def _synthetic_shapes(n: int, num_points: int = 68, seed: int = 0):
     for _ in range(n):
         shape, _ = face_shape(layout, FaceParams.sample(rng))
         yaw, pitch = rng.uniform(-35, 35), rng.uniform(-12, 12)
-        shapes.append(_project(shape, math.radians(yaw), math.radians(pitch)) * rng.uniform(40, 120)
+        shapes.append(project(shape, math.radians(yaw), math.radians(pitch)) * rng.uniform(40, 120)
                       + rng.uniform(50, 150, 2))
         yaws.append(yaw)
         pitches.append(pitch)

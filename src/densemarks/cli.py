@@ -22,7 +22,7 @@ from rich.table import Table
 
 from densemarks.core.errors import DataError
 from densemarks.core.registry import names
-from densemarks.inference.tta import TTA_MODES
+from densemarks.inference.tta import TTA_MODES, parse_tta
 from densemarks.photos.detect import DETECTORS
 from densemarks.recipes.catalog import recipe_names
 
@@ -39,11 +39,12 @@ def synth(
     points: Annotated[int, typer.Option(help="Points per face (K).")] = 971,
     seed: Annotated[int, typer.Option(help="Random seed; same seed, same dataset.")] = 0,
     overwrite: Annotated[bool, typer.Option(help="Replace --out if it exists.")] = False,
+    workers: Annotated[int, typer.Option(min=1, help="Processes rendering faces (same output for any number).")] = 1,
 ):
     """Write a synthetic dataset in the competition layout."""
     from densemarks.data.synth import synthesize
 
-    synthesize(out, train, test, points, seed, overwrite=overwrite)
+    synthesize(out, train, test, points, seed, overwrite=overwrite, workers=workers)
     console.print(f"wrote {train} training and {test} test faces with {points} points to {out}")
 
 
@@ -169,11 +170,10 @@ def predict(
 ):
     """Predict every point of every face, in original-image pixels."""
     from densemarks.analysis.viz import prediction_grid
-    from densemarks.core.registry import choose
     from densemarks.data.csvio import write_landmarks
     from densemarks.inference.predict import mean_shape_folder, predict_folder
 
-    choose(TTA_MODES, tta, "test-time augmentation")  # a bad name fails before any work
+    parse_tta(tta)  # a bad name fails before any work
     if mean_shape is not None:
         names, points = mean_shape_folder(checkpoint, data, mean_shape)
     else:
@@ -210,8 +210,6 @@ def evaluate(
     """Competition score, MSE, NME, failure rate and per-region NME, as a table and JSON."""
     from densemarks.analysis.evaluate import evaluate_files, metrics_table
     from densemarks.core.fileio import atomic_path
-
-
 
     results = evaluate_files(predictions, answers, points, scheme)
     console.print(metrics_table(results))
@@ -321,8 +319,6 @@ def evaluate_photos_command(
 ):
     """Detection recall, NME over found faces, failure rate (missed faces fail), time per photo."""
     from densemarks.photos.evaluate import evaluate_photos, write_photo_report
-
-
 
     predictor = _photo_predictor(checkpoint, detector, backend, onnx, tta, refine)
     drawn = []

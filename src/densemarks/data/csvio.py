@@ -74,7 +74,7 @@ def point_columns(num_points: int) -> list[str]:
     return [f"Point_{i}_{axis}" for i in range(num_points) for axis in ("X", "Y")]
 
 
-def _read_header(path: Path) -> list[str]:
+def read_header(path: Path) -> list[str]:
     if not path.is_file():
         raise DataError(path, "file not found")
     with open(path, newline="") as f:
@@ -131,7 +131,7 @@ def read_landmarks(path: str | Path, *, cache: bool = True) -> LandmarkTable:
     that folder is read-only) and later loads are a memory map, rebuilt when the CSV changes.
     """
     path = Path(path)
-    header = _read_header(path)
+    header = read_header(path)
     num_points = _check_landmark_header(path, header)
     if cache and (table := _load_cache(path)) is not None:
         return table
@@ -296,7 +296,7 @@ def read_test_points(path: str | Path, num_points: int) -> RequestedPoints:
     row must request the same number of points.
     """
     path = Path(path)
-    header = _read_header(path)
+    header = read_header(path)
     if header[:2] != ["file_name", "point_index_list"] or len(header) != 2:
         raise DataError(path, f"header is {header!r}, expected ['file_name', 'point_index_list']",
                         line=1)
@@ -357,7 +357,7 @@ def read_photo_faces(path: str | Path) -> PhotoFaces:
     """Load a faces.csv: tab-separated `file_name`, `face`, then `Point_i_X`, `Point_i_Y`.
     Annotation files are small, so this checks cell by cell and names the line of any problem."""
     path = Path(path)
-    header = _read_header(path)
+    header = read_header(path)
     if len(header) < 2 or header[1] != "face":
         raise DataError(path, "second column must be 'face' (file_name, face, Point_0_X, ...)", line=1)
     num_points = _check_landmark_header(path, [header[0], *header[2:]])

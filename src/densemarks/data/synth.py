@@ -12,8 +12,10 @@ quality and black borders, deterministically for a seed.
 from __future__ import annotations
 
 import hashlib
-import shutil
 import math
+import multiprocessing
+import shutil
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -194,7 +196,7 @@ def _smooth(ctrl: np.ndarray, steps: int = 30) -> np.ndarray:
     return np.vstack(out + [ctrl[-1:]])
 
 
-def _project(points: np.ndarray, yaw: float, pitch: float) -> np.ndarray:
+def project(points: np.ndarray, yaw: float, pitch: float) -> np.ndarray:
     """Turn the face in depth: points on a rough head-shaped surface, rotated, orthographic."""
     x, y = points[:, 0], points[:, 1]
     z = 0.8 * np.sqrt(np.clip(1 - x ** 2 - 0.3 * (y / 1.4) ** 2, 0, None))
@@ -218,7 +220,7 @@ def render_face(layout: Layout, rng: np.random.Generator) -> tuple[np.ndarray, n
     rot = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
 
     def to_pixels(pts: np.ndarray) -> np.ndarray:
-        return _project(pts, yaw, pitch) @ rot.T * scale + centre
+        return project(pts, yaw, pitch) @ rot.T * scale + centre
 
     points = to_pixels(shape)
     image = _background(rng, height, width)
@@ -307,28 +309,53 @@ def file_name_for(seed: int, split: str, index: int) -> str:
     return hashlib.md5(f"densemarks-synth-{seed}-{split}-{index}".encode()).hexdigest() + ".jpg"
 
 
-def _write_split(folder: Path, split: str, count: int, layout: Layout, seed: int) -> tuple[list[str], np.ndarray]:
-    images = folder / "images"
-    images.mkdir(parents=True)
-    names, shapes = [], []
-    for i in tqdm(range(count), desc=f"synth {split}", unit="img", leave=False):
+def _render_range(folder: Path, split: str, start: int, stop: int, num_points: int, seed: int) -> np.ndarray:
+    """Render and write faces start..stop-1 of a split; their points (stop - start, K, 2). Each
+    face draws from its own generator, seeded by (seed, split, index): any process can render
+    any face, and the bytes do not depend on which one did."""
+    layout = make_layout(num_points)
+    shapes = []
+    for i in range(start, stop):
         rng = np.random.default_rng([seed, 0 if split == "train" else 1, i])
         image, points = render_face(layout, rng)
-        name = file_name_for(seed, split, i)
         quality = int(rng.uniform(40, 95))
         ok, data = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR),
                                 [cv2.IMWRITE_JPEG_QUALITY, quality])
         assert ok
-        (images / name).write_bytes(data.tobytes())
-        names.append(name)
+        (folder / "images" / file_name_for(seed, split, i)).write_bytes(data.tobytes())
         shapes.append(points)
-    return names, np.asarray(shapes)
+    return np.asarray(shapes).reshape(stop - start, num_points, 2)
+
+
+def _write_split(folder: Path, split: str, count: int, layout: Layout, seed: int,
+                 workers: int = 1) -> tuple[list[str], np.ndarray]:
+    (folder / "images").mkdir(parents=True)
+    k = layout.scheme.num_points
+    names = [file_name_for(seed, split, i) for i in range(count)]
+    chunk = 64
+    ranges = [(s, min(s + chunk, count)) for s in range(0, count, chunk)]
+    bar = tqdm(total=count, desc=f"synth {split}", unit="img", leave=False)
+    parts = []
+    if workers <= 1:
+        for s, e in ranges:
+            parts.append(_render_range(folder, split, s, e, k, seed))
+            bar.update(e - s)
+    else:
+        # spawn: a forked child of a process that already ran OpenCV's thread pool can hang
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = [pool.submit(_render_range, folder, split, s, e, k, seed) for s, e in ranges]
+            for (s, e), future in zip(ranges, futures):
+                parts.append(future.result())
+                bar.update(e - s)
+    bar.close()
+    return names, np.concatenate(parts) if parts else np.zeros((0, k, 2))
 
 
 def synthesize(out: str | Path, train: int, test: int, num_points: int, seed: int,
-               overwrite: bool = False) -> Layout:
+               overwrite: bool = False, workers: int = 1) -> Layout:
     """Write DIR/train/{images,landmarks.csv,scheme.json} and DIR/test/{images,test_points.csv,
-    answers.csv}. The whole folder appears at once (built beside it, then renamed)."""
+    answers.csv}. The whole folder appears at once (built beside it, then renamed). workers:
+    processes rendering faces; the output is byte-identical for any number."""
     out = Path(out)
     if out.exists():
         if not overwrite:
@@ -337,10 +364,10 @@ def synthesize(out: str | Path, train: int, test: int, num_points: int, seed: in
         shutil.rmtree(out)
     layout = make_layout(num_points)
     with atomic_dir(out) as tmp:
-        names, shapes = _write_split(tmp / "train", "train", train, layout, seed)
+        names, shapes = _write_split(tmp / "train", "train", train, layout, seed, workers)
         write_landmarks(tmp / "train" / "landmarks.csv", names, shapes, decimals=None)
         layout.scheme.save(tmp / "train" / "scheme.json")
-        names, shapes = _write_split(tmp / "test", "test", test, layout, seed)
+        names, shapes = _write_split(tmp / "test", "test", test, layout, seed, workers)
         write_landmarks(tmp / "test" / "answers.csv", names, shapes, decimals=None)
         rng = np.random.default_rng([seed, 2])
         per_image = min(TEST_POINTS_PER_IMAGE, num_points)

@@ -10,7 +10,6 @@ EMA) the raw training weights. `Checkpoint` is its typed view; nothing else read
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -156,9 +155,6 @@ class Checkpoint:
             raise DataError(self.path, "checkpoint has no framing (how faces sit in its training crops; "
                             "checkpoints from before the photo pipeline lack it): train it again")
         return self.framing
-
-    def replace(self, **changes) -> "Checkpoint":
-        return dataclasses.replace(self, **changes)
 
 
 def data_fingerprint(file_names: np.ndarray, num_points: int) -> str:

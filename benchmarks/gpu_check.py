@@ -1,0 +1,113 @@
+"""The GPU check (`make gpu-check`): on a CUDA machine, what the seed recipe's users will see, in
+one table, in under 8 minutes, needing nothing but this repository (it generates its own data).
+
+    python benchmarks/gpu_check.py [--out gpu-check.md] [--images 4096] [--steps 150]
+    python benchmarks/gpu_check.py --dry-run     # the same flow on this CPU, tiny (checks the script)
+
+Measures, on synthetic 971-point faces (`densemarks synth --workers <cores>`):
+- the seed recipe's (ResNet-50, 224 px, batch 32) training images/s in bf16 + channels_last,
+  without and with torch.compile, and the share of each step spent waiting for data;
+- the data path alone (loader with the machine's cores as workers), samples/s;
+- `torchrun` on all local GPUs (NCCL): two epochs straight, and one epoch then `--resume` to
+  two; the two final validation NMEs side by side (equal when the run is deterministic);
+- `densemarks predict` throughput without and with flip TTA;
+- `densemarks export` (ONNX) of the trained checkpoint and its check against torch.
+Prints the table and writes it to --out. Without CUDA it says so and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from gpu_train import measure_training
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cli(*args, torchrun: int = 0, timeout: int = 600) -> float:
+    """Run `densemarks ARGS` (under torchrun with that many processes); seconds it took."""
+    prefix = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(torchrun)] \
+        if torchrun else [sys.executable]
+    start = time.perf_counter()
+    result = subprocess.run([*prefix, "-m", "densemarks", *map(str, args)], capture_output=True, text=True,
+                            timeout=timeout, cwd=ROOT)
+    if result.returncode != 0:
+        raise SystemExit(f"densemarks {' '.join(map(str, args))} failed:\n{result.stderr[-3000:]}")
+    return time.perf_counter() - start
+
+
+def final_val_nme(run: Path) -> float:
+    return float((run / "log.csv").read_text().splitlines()[-1].split(",")[2])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", type=Path, default=ROOT / "gpu-check.md")
+    parser.add_argument("--images", type=int, default=4096)
+    parser.add_argument("--steps", type=int, default=150)
+    parser.add_argument("--dry-run", action="store_true",
+                        help="run the whole flow on the CPU with 2 gloo processes, a tiny model and few faces")
+    args = parser.parse_args()
+    small: list[str] = []
+    if args.dry_run:
+        args.images, args.steps, small = 96, 2, ["model=resnet18", "augment.size=[64,64]", "threads=1"]
+    elif not torch.cuda.is_available():
+        print("gpu-check: no CUDA device here (torch.cuda.is_available() is False); nothing measured.")
+        return
+    cores = os.cpu_count() or 1
+    gpus = 2 if args.dry_run else torch.cuda.device_count()
+    rows: list[tuple[str, str]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        data = tmp / "data"
+        tests = 16 if args.dry_run else 1024
+        seconds = cli("synth", "--out", data, "--train", args.images, "--test", tests, "--points", 971,
+                      "--workers", cores)
+        rows.append((f"synth --workers {cores}: {args.images + tests} faces, 971 points",
+                     f"{(args.images + tests) / seconds:.0f} faces/s"))
+        for compiled in (False, True):
+            if compiled and args.dry_run:
+                continue  # compiling on a CPU takes minutes; the flow is the same
+            m = measure_training(data / "train", "seed", steps=args.steps, warmup=2 if args.dry_run else 20,
+                                 workers=cores, compile_model=compiled, overrides=small)
+            label = "compiled" if compiled else "eager"
+            rows.append((f"seed recipe training, bf16 + channels_last, {label}", f"{m['images_per_s']:.0f} images/s"))
+            rows.append((f"  waiting for data ({cores} workers), {label}", f"{m['data_share']:.1f}% of the step"))
+            if not compiled:
+                rows.append((f"data path alone, {cores} loader workers", f"{m['loader_per_s']:.0f} samples/s"))
+        common = ["--data", data, "--recipe", "seed", "weights=none", f"workers={min(8, max(1, cores // gpus))}",
+                  "scheduler=plateau", "val_fraction=0.1", *small]
+        straight, halves = tmp / "straight", tmp / "halves"
+        seconds = cli("train", "--out", straight, *common, "epochs=2", torchrun=gpus)
+        steps = 2 * len(range(0, int(args.images * 0.9), 32 * gpus))
+        rows.append((f"torchrun, {gpus} GPU(s), NCCL: 2 epochs ({steps} steps per rank)", f"{seconds:.0f} s"))
+        cli("train", "--out", halves, *common, "epochs=1", torchrun=gpus)
+        cli("train", "--out", halves, "--resume", "--data", data, "epochs=2", torchrun=gpus)
+        a, b = final_val_nme(straight), final_val_nme(halves)
+        rows.append(("  resume after epoch 1 vs straight: final validation NME", f"{b:.4f} vs {a:.4f}"))
+        checkpoint = straight / "best.pt"
+        for tta in ("none", "flip"):
+            seconds = cli("predict", "--checkpoint", checkpoint, "--data", data / "test", "--out", tmp / f"p_{tta}.csv",
+                          "--tta", tta, "--workers", min(8, cores), "--batch-size", 64)
+            rows.append((f"predict, {tests} faces, tta {tta} (whole command)", f"{tests / seconds:.0f} faces/s"))
+        seconds = cli("export", "--checkpoint", checkpoint, "--out", tmp / "model.onnx")
+        rows.append(("export to ONNX, checked against torch", f"{seconds:.0f} s"))
+    name = "CPU (dry run)" if args.dry_run else torch.cuda.get_device_name(0)
+    table = [f"gpu-check on {gpus} x {name}, {cores} CPU cores, torch {torch.__version__}", "",
+             "| measurement | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows]
+    text = "\n".join(table) + "\n"
+    print(text)
+    args.out.write_text(text)
+    print(f"written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -79,7 +79,9 @@ def main() -> None:
             m = measure_training(data / "train", "seed", steps=args.steps, warmup=2 if args.dry_run else 20,
                                  workers=cores, compile_model=compiled, overrides=small)
             label = "compiled" if compiled else "eager"
-            rows.append((f"seed recipe training, bf16 + channels_last, {label}", f"{m['images_per_s']:.0f} images/s"))
+            precision = "bf16" if m["bf16"] else "fp32"
+            rows.append((f"seed recipe training, {precision} + channels_last, {label}",
+                         f"{m['images_per_s']:.0f} images/s"))
             rows.append((f"  waiting for data ({cores} workers), {label}", f"{m['data_share']:.1f}% of the step"))
             if not compiled:
                 rows.append((f"data path alone, {cores} loader workers", f"{m['loader_per_s']:.0f} samples/s"))
@@ -88,7 +90,8 @@ def main() -> None:
         straight, halves = tmp / "straight", tmp / "halves"
         seconds = cli("train", "--out", straight, *common, "epochs=2", torchrun=gpus)
         steps = 2 * len(range(0, int(args.images * 0.9), 32 * gpus))
-        rows.append((f"torchrun, {gpus} GPU(s), NCCL: 2 epochs ({steps} steps per rank)", f"{seconds:.0f} s"))
+        where = "CPU processes, gloo" if args.dry_run else "GPU(s), NCCL"
+        rows.append((f"torchrun, {gpus} {where}: 2 epochs ({steps} steps per rank)", f"{seconds:.0f} s"))
         cli("train", "--out", halves, *common, "epochs=1", torchrun=gpus)
         cli("train", "--out", halves, "--resume", "--data", data, "epochs=2", torchrun=gpus)
         a, b = final_val_nme(straight), final_val_nme(halves)

@@ -328,26 +328,22 @@ def _render_range(folder: Path, split: str, start: int, stop: int, num_points: i
 
 
 def _write_split(folder: Path, split: str, count: int, layout: Layout, seed: int,
-                 workers: int = 1) -> tuple[list[str], np.ndarray]:
+                 pool: ProcessPoolExecutor | None = None) -> tuple[list[str], np.ndarray]:
     (folder / "images").mkdir(parents=True)
     k = layout.scheme.num_points
     names = [file_name_for(seed, split, i) for i in range(count)]
-    chunk = 64
-    ranges = [(s, min(s + chunk, count)) for s in range(0, count, chunk)]
-    bar = tqdm(total=count, desc=f"synth {split}", unit="img", leave=False)
+    ranges = [(s, min(s + 64, count)) for s in range(0, count, 64)]
     parts = []
-    if workers <= 1:
-        for s, e in ranges:
-            parts.append(_render_range(folder, split, s, e, k, seed))
-            bar.update(e - s)
-    else:
-        # spawn: a forked child of a process that already ran OpenCV's thread pool can hang
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with tqdm(total=count, desc=f"synth {split}", unit="img", leave=False) as bar:
+        if pool is None:
+            for s, e in ranges:
+                parts.append(_render_range(folder, split, s, e, k, seed))
+                bar.update(e - s)
+        else:
             futures = [pool.submit(_render_range, folder, split, s, e, k, seed) for s, e in ranges]
             for (s, e), future in zip(ranges, futures):
                 parts.append(future.result())
                 bar.update(e - s)
-    bar.close()
     return names, np.concatenate(parts) if parts else np.zeros((0, k, 2))
 
 
@@ -363,15 +359,21 @@ def synthesize(out: str | Path, train: int, test: int, num_points: int, seed: in
 
         shutil.rmtree(out)
     layout = make_layout(num_points)
-    with atomic_dir(out) as tmp:
-        names, shapes = _write_split(tmp / "train", "train", train, layout, seed, workers)
-        write_landmarks(tmp / "train" / "landmarks.csv", names, shapes, decimals=None)
-        layout.scheme.save(tmp / "train" / "scheme.json")
-        names, shapes = _write_split(tmp / "test", "test", test, layout, seed, workers)
-        write_landmarks(tmp / "test" / "answers.csv", names, shapes, decimals=None)
-        rng = np.random.default_rng([seed, 2])
-        per_image = min(TEST_POINTS_PER_IMAGE, num_points)
-        indices = np.stack([rng.choice(num_points, per_image, replace=False) for _ in names]) \
-            if names else np.zeros((0, per_image), np.int64)
-        write_test_points(tmp / "test" / "test_points.csv", RequestedPoints(np.asarray(names), indices))
+    # spawn: a forked child of a process that already ran OpenCV's thread pool can hang
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) if workers > 1 else None
+    try:
+        with atomic_dir(out) as tmp:
+            names, shapes = _write_split(tmp / "train", "train", train, layout, seed, pool)
+            write_landmarks(tmp / "train" / "landmarks.csv", names, shapes, decimals=None)
+            layout.scheme.save(tmp / "train" / "scheme.json")
+            names, shapes = _write_split(tmp / "test", "test", test, layout, seed, pool)
+            write_landmarks(tmp / "test" / "answers.csv", names, shapes, decimals=None)
+            rng = np.random.default_rng([seed, 2])
+            per_image = min(TEST_POINTS_PER_IMAGE, num_points)
+            indices = np.stack([rng.choice(num_points, per_image, replace=False) for _ in names]) \
+                if names else np.zeros((0, per_image), np.int64)
+            write_test_points(tmp / "test" / "test_points.csv", RequestedPoints(np.asarray(names), indices))
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
     return layout

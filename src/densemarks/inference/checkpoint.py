@@ -1,11 +1,11 @@
 """Checkpoints: the one module that writes and reads them.
 
-A checkpoint is a dict of tensors and plain values (loaded with `torch.load(...,
-weights_only=True)`: no pickled objects, no code) holding everything `predict`, `export`,
-photos and `--resume` need: the validated model's weights, the resolved config, the landmark
-scheme, the training crops' framing, the validation split and a fingerprint of the training
-data, the epoch and its metrics; and, for resuming, the optimizer, schedule, RNG state and (with
-EMA) the raw training weights. `Checkpoint` is its typed view; nothing else reads its keys.
+A checkpoint is a dict of tensors and plain values, read with `weights_only=True` (no pickled
+objects, no code), holding everything `predict`, `export`, photos and `--resume` need: the
+validated model's weights, the resolved config, the landmark scheme, the training crops'
+framing, the validation split and a fingerprint of the training data, the epoch and its
+metrics; and, for resuming, the optimizer, schedule, RNG state and (with EMA) the raw training
+weights. `Checkpoint` is its typed view; nothing else reads its keys.
 """
 
 from __future__ import annotations

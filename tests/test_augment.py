@@ -7,8 +7,9 @@ import pytest
 
 import torch
 
+from densemarks.core.geometry import to_original
 from densemarks.data.augment import (IMAGENET_MEAN, IMAGENET_STD, AugmentConfig, LandmarkTransform,
-                                erase, normalize_batch, sample_tone, to_original)
+                                erase, normalize_batch, sample_tone)
 from densemarks.data.images import LoadedImage
 
 FULL_JITTER = dict(flip_p=0.5, rotate_deg=30, scale_jitter=0.2, shift_jitter=0.1,

@@ -7,7 +7,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from densemarks.data.augment import AugmentConfig, LandmarkTransform, to_original
+from densemarks.core.geometry import to_original
+from densemarks.data.augment import AugmentConfig, LandmarkTransform
 from densemarks.data.dataset import (LandmarkDataset, SampleStreams, list_test_images, open_training_data,
                                 split_indices)
 from densemarks.core.errors import DataError

@@ -79,3 +79,19 @@ def apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
 
 def invert(matrix: np.ndarray) -> np.ndarray:
     return np.linalg.inv(matrix)
+
+
+def to_original(points: np.ndarray, matrix: np.ndarray, flipped: bool | np.ndarray = False,
+                flip_index: np.ndarray | None = None) -> np.ndarray:
+    """Bring points in input pixels back to original-image pixels: rename the points of
+    flipped samples through the flip index, then apply each matrix's inverse.
+
+    points (K, 2) or (..., K, 2); matrix (3, 3) or (..., 3, 3); flipped a bool or (...) bools.
+    """
+    points = np.asarray(points, dtype=np.float64)
+    flipped = np.asarray(flipped)
+    if flipped.any():
+        if flip_index is None:
+            raise ValueError("flipped samples need the flip index to restore point order")
+        points = np.where(flipped[..., None, None], points[..., flip_index, :], points)
+    return apply(invert(np.asarray(matrix, dtype=np.float64)), points)

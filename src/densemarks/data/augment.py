@@ -4,7 +4,7 @@ Geometric steps (black-border removal, scale-to-cover/fit/stretch, centre or ran
 rotation, scale and shift jitter, horizontal flip) compose into a single 3x3 matrix from
 original-image pixels to network-input pixels (`geometry` explains the convention). The image
 is warped once with it; points move by the same matrix and, after a flip, are reordered by the
-scheme's flip index; `to_original` undoes both. Brightness/contrast jitter is drawn per sample
+scheme's flip index; `geometry.to_original` undoes both. Brightness/contrast jitter is drawn per sample
 as a (gain, offset) pair and applied, saturating, by the same pass that normalises the batch on
 the training device (`normalize_batch`): no extra pass over the pixels, no rounding to uint8.
 """
@@ -296,18 +296,3 @@ def _normalize_interleaved(src, dst, scale, shift, tone):
                 dst[i, y, x, 0] = min(max(src[i, 0, y, x] * g + o, zero), top) * s0 + t0
                 dst[i, y, x, 1] = min(max(src[i, 1, y, x] * g + o, zero), top) * s1 + t1
                 dst[i, y, x, 2] = min(max(src[i, 2, y, x] * g + o, zero), top) * s2 + t2
-
-
-def to_original(points: np.ndarray, matrix: np.ndarray, flipped: bool | np.ndarray = False,
-                flip_index: np.ndarray | None = None) -> np.ndarray:
-    """Bring points in input pixels back to original-image pixels.
-
-    points (K, 2) or (B, K, 2); matrix (3, 3) or (B, 3, 3); flipped a bool or (B,) bools.
-    """
-    points = np.asarray(points, dtype=np.float64)
-    flipped = np.asarray(flipped)
-    if flipped.any():
-        if flip_index is None:
-            raise ValueError("flipped samples need the flip index to restore point order")
-        points = np.where(flipped[..., None, None], points[..., flip_index, :], points)
-    return geometry.apply(geometry.invert(np.asarray(matrix, dtype=np.float64)), points)

@@ -9,7 +9,7 @@ Two formats:
   table; decoding a 256 px JPEG is a fraction of decoding the original. About 15-25 kB each.
 
 An entry comes back as a `LoadedImage` whose `to_pixels` is the exact shrink (per axis), so
-augmentation, black-border removal and `to_original` work in original-image pixels exactly as
+augmentation, black-border removal and `geometry.to_original` work in original-image pixels exactly as
 with the JPEG files. The store records the landmarks.csv it was built for (size and
 modification time) and is refused when that changed.
 """

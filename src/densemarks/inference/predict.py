@@ -14,7 +14,8 @@ from tqdm import tqdm
 
 from densemarks.core import distributed
 from densemarks.core.distributed import Context
-from densemarks.data.augment import AugmentConfig, LandmarkTransform, sample_matrix, to_original
+from densemarks.core.geometry import to_original
+from densemarks.data.augment import AugmentConfig, LandmarkTransform, sample_matrix
 from densemarks.data.dataset import LandmarkDataset, frame_training_faces, list_test_images, open_training_data
 from densemarks.data.images import load_image
 from densemarks.data.loader import make_loader

@@ -74,7 +74,5 @@ def average_views(points: np.ndarray, to_input: np.ndarray, mirrored: np.ndarray
     bool: the pass saw the face mirrored, so its point i is the face's point flip_index[i].
     Returns (N, K, 2) float64: each pass renamed, mapped back by its inverse, averaged.
     """
-    points = np.asarray(points, dtype=np.float64)
-    mirrored = np.broadcast_to(np.asarray(mirrored, dtype=bool), points.shape[:2])
-    points = np.where(mirrored[..., None, None], points[..., flip_index, :], points)
-    return geometry.apply(geometry.invert(np.asarray(to_input, dtype=np.float64)), points).mean(axis=0)
+    mirrored = np.broadcast_to(np.asarray(mirrored, dtype=bool), np.shape(points)[:2])
+    return geometry.to_original(points, to_input, mirrored, flip_index).mean(axis=0)

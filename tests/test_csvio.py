@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from densemarks.data.csvio import (RequestedPoints, read_landmarks, read_test_points, write_landmarks,
-                              write_test_points)
+from densemarks.data.csvio import (RequestedPoints, iter_landmarks, parse_with_arrow, read_header,
+                                   read_landmarks, read_test_points, write_landmarks, write_test_points)
 from densemarks.core.errors import DataError
 
 
@@ -77,13 +77,40 @@ HEADER = "file_name\tPoint_0_X\tPoint_0_Y\tPoint_1_X\tPoint_1_Y\n"
     ("a.jpg\t1\t2\t3\t4\nb.jpg\t1\t2\t\t4\n", 3, "empty cell in column Point_1_X"),
     ("a.jpg\t1\t2\t3\t4\nb.jpg\t1\t2\t3\t4\na.jpg\t1\t2\t3\t4\n", 4, "duplicate file_name a.jpg"),
 ])
-def test_bad_rows_name_the_line(tmp_path, body, line, words):
+@pytest.mark.parametrize("reader", ["whole", "blocks"])
+def test_bad_rows_name_the_line(tmp_path, body, line, words, reader):
     path = _write(tmp_path, HEADER + body)
     with pytest.raises(DataError) as err:
-        read_landmarks(path)
+        if reader == "whole":
+            read_landmarks(path)
+        else:  # windows of a line or two: the bad row is in a later block
+            list(iter_landmarks(path, window_bytes=16))
     assert err.value.line == line
     assert words in str(err.value)
     assert str(path) in str(err.value)
+
+
+@pytest.mark.parametrize("odd_row", [None, 'name"quoted.jpg', "exponent"])
+def test_blocks_equal_the_whole_file(tmp_path, odd_row):
+    """Reading block by block gives the whole file's table, also when a row in the middle is
+    not in the plain form (the rest is read by pyarrow's streaming reader from there)."""
+    names, points = _table(n=300, k=5)
+    path = tmp_path / "landmarks.csv"
+    write_landmarks(path, names, points, decimals=None)
+    if odd_row:
+        lines = path.read_text().splitlines(keepends=True)
+        cells = lines[150].split("\t")
+        if odd_row == "exponent":
+            cells[1] = "1e2"
+        else:
+            cells[0] = f'"{odd_row}"'.replace('"quoted', '""quoted')
+        lines[150] = "\t".join(cells)
+        path.write_text("".join(lines))
+    whole = parse_with_arrow(path, read_header(path), 5)
+    blocks = list(iter_landmarks(path, window_bytes=2000))
+    assert len(blocks) > 5
+    np.testing.assert_array_equal(np.concatenate([b.points for b in blocks]), whole.points)
+    assert np.concatenate([b.file_names for b in blocks]).tolist() == whole.file_names.tolist()
 
 
 @pytest.mark.parametrize("text, words", [

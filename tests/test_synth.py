@@ -7,6 +7,7 @@ import hashlib
 import numpy as np
 
 from densemarks.data.csvio import read_landmarks, read_test_points
+from densemarks.data import synth
 from densemarks.data.synth import make_layout, synthesize
 
 
@@ -41,7 +42,8 @@ def test_variety(synth971):
     sizes = {Image.open(p).size for p in (synth971 / "train" / "images").iterdir()}
     assert len(sizes) > 30
     heights = [h for _, h in sizes]
-    assert min(heights) >= 120 and max(heights) <= 480
+    assert min(heights) >= 120 and sorted(heights)[-3] <= 480  # a few enlarged above 1300 px
+    assert all(w < h for w, h in sizes)  # portrait, as the competition's crops
 
 
 def test_same_seed_same_dataset(tmp_path):
@@ -77,3 +79,19 @@ def test_workers_give_byte_identical_output(tmp_path):
     synthesize(tmp_path / "two", train=70, test=5, num_points=68, seed=9, workers=2)
     one, two = _tree_digest(tmp_path / "one"), _tree_digest(tmp_path / "two")
     assert len(one) == 70 + 5 + 4 and one == two
+
+
+def test_some_crops_are_large_and_their_points_follow(monkeypatch):
+    """As in the competition, a few crops are above 1300 px; enlarging keeps each point on the
+    same spot of the picture (pixel centres scale with the image)."""
+    layout = make_layout(971)
+    image, points = synth.render_face(layout, np.random.default_rng(5))
+    monkeypatch.setattr(synth, "LARGE_SHARE", 1.0)
+    large, moved = synth._maybe_enlarge(image, points, np.random.default_rng(0))
+    assert 1300 <= max(large.shape[:2]) <= 1700
+    assert abs(large.shape[0] / image.shape[0] - large.shape[1] / image.shape[1]) < 0.01
+    scale = np.array([large.shape[1] / image.shape[1], large.shape[0] / image.shape[0]])
+    np.testing.assert_allclose((moved + 0.5) / scale - 0.5, points, atol=1e-9)
+    monkeypatch.setattr(synth, "LARGE_SHARE", 0.0)
+    same, kept = synth._maybe_enlarge(image, points, np.random.default_rng(0))
+    assert same is image and kept is points

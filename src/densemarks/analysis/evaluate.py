@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 from rich.table import Table
 
-from densemarks.data.csvio import read_landmarks, read_test_points, rows_for
+from densemarks.data.csvio import iter_aligned, read_landmarks, read_test_points, rows_for
 from densemarks.core.errors import DataError
-from densemarks.analysis.metrics import Metrics, evaluate_points
+from densemarks.analysis.metrics import Metrics, MetricSums
 from densemarks.data.scheme import LandmarkScheme, known_scheme, read_scheme_file
 
 
@@ -25,29 +25,25 @@ def find_scheme(answers: Path, num_points: int, scheme_file: Path | None = None)
     return known_scheme(num_points)
 
 
-def aligned_predictions(path: Path, names: np.ndarray, num_points: int) -> np.ndarray:
-    """Rows of a predictions file in the order of `names`; every name must be there."""
-    table = read_landmarks(path, cache=False)
-    if table.num_points != num_points:
-        raise DataError(path, f"{table.num_points} points per face, the answers have {num_points}")
-    return np.asarray(table.points)[rows_for(table.file_names, names, path, "prediction")]
-
-
 def evaluate_files(predictions: list[Path], answers: Path, points: Path | None = None,
                    scheme_file: Path | None = None) -> dict[Path, Metrics]:
+    """Metrics of each predictions file against the answers (of the faces in `points`, the
+    test_points.csv, when given, on its requested points). The answers are held in memory; each
+    predictions file streams through, so its size does not matter."""
     truth = read_landmarks(answers, cache=False)
     scheme = find_scheme(answers, truth.num_points, scheme_file)
-    names = truth.file_names
-    requested = None
+    names, truth_rows, requested = truth.file_names, np.arange(len(truth)), None
     if points is not None:
         tp = read_test_points(points, truth.num_points)
-        truth_points = np.asarray(truth.points)[rows_for(names, tp.file_names, answers, "answer", points)]
-        names = tp.file_names
-        requested = tp.indices
-    else:
-        truth_points = np.asarray(truth.points)
-    return {path: evaluate_points(aligned_predictions(path, names, truth.num_points), truth_points,
-                                  scheme, requested) for path in predictions}
+        names, requested = tp.file_names, tp.indices
+        truth_rows = rows_for(truth.file_names, names, answers, "answer", points)
+    results = {}
+    for path in predictions:
+        total = MetricSums(scheme)
+        for at, pred in iter_aligned(path, names, truth.num_points, "prediction"):
+            total.add(pred, truth.points[truth_rows[at]], None if requested is None else requested[at])
+        results[path] = total.metrics()
+    return results
 
 
 def metrics_table(results: dict[Path, Metrics]) -> Table:

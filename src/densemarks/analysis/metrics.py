@@ -48,23 +48,54 @@ def competition_score(pred: np.ndarray, truth: np.ndarray, requested: np.ndarray
 def evaluate_points(pred: np.ndarray, truth: np.ndarray, scheme: LandmarkScheme,
                     requested: np.ndarray | None = None) -> Metrics:
     """All metrics for (N, K, 2) predictions against the truth, in original-image pixels."""
-    pred = np.asarray(pred, dtype=np.float64)
-    truth = np.asarray(truth, dtype=np.float64)
-    if pred.shape != truth.shape:
-        raise ValueError(f"predictions {pred.shape} and truth {truth.shape} differ in shape")
-    score = competition_score(pred, truth, requested)
-    nme = failure = None
-    regions: dict[str, float] = {}
-    if scheme.norm_points is not None:
-        faces = per_face_nme(pred, truth, scheme.norm_points)
-        nme, failure = float(faces.mean()), float((faces > FAILURE_NME).mean() * 100)
-        a, b = scheme.norm_points
+    if np.shape(pred) != np.shape(truth):
+        raise ValueError(f"predictions {np.shape(pred)} and truth {np.shape(truth)} differ in shape")
+    total = MetricSums(scheme)
+    total.add(pred, truth, requested)
+    return total.metrics()
+
+
+class MetricSums:
+    """Every metric is a mean over faces: sums of per-face values, added block by block (in
+    float64, ROWS faces at a time), so that faces can stream from a file of any size."""
+
+    ROWS = 8192
+
+    def __init__(self, scheme: LandmarkScheme):
+        self.scheme = scheme
+        self.faces = 0
+        self.score = self.full = self.nme = self.failures = 0.0
+        self.regions = {region.name: 0.0 for region in scheme.regions} if scheme.norm_points else {}
+
+    def add(self, pred: np.ndarray, truth: np.ndarray, requested: np.ndarray | None = None) -> None:
+        for start in range(0, len(pred), self.ROWS):
+            rows = slice(start, start + self.ROWS)
+            self._add(pred[rows], truth[rows], None if requested is None else requested[rows])
+
+    def _add(self, pred: np.ndarray, truth: np.ndarray, requested: np.ndarray | None) -> None:
+        pred = np.asarray(pred, dtype=np.float64)
+        truth = np.asarray(truth, dtype=np.float64)
+        n = len(pred)
+        self.faces += n
+        self.full += competition_score(pred, truth) * n if n else 0.0
+        self.score += competition_score(pred, truth, requested) * n if n else 0.0
+        if self.scheme.norm_points is None or not n:
+            return
+        a, b = self.scheme.norm_points
         norm = np.maximum(np.linalg.norm(truth[:, a] - truth[:, b], axis=1), 1e-9)
         distance = np.linalg.norm(pred - truth, axis=2)  # (N, K), once for all regions
-        for region in scheme.regions:
-            per_face = distance[:, region.start:region.stop].mean(axis=1) / norm
-            regions[region.name] = float(per_face.mean() * 100)
-    return Metrics(
-        faces=len(pred), competition_score=score, squared_distance_score=2 * score,
-        full_mse=competition_score(pred, truth), nme=nme, failure_rate=failure, region_nme=regions,
-    )
+        faces = distance.mean(axis=1) / norm * 100
+        self.nme += float(faces.sum())
+        self.failures += float((faces > FAILURE_NME).sum())
+        for region in self.scheme.regions:
+            self.regions[region.name] += float((distance[:, region.start:region.stop].mean(axis=1) / norm).sum() * 100)
+
+    def metrics(self) -> Metrics:
+        n = max(self.faces, 1)
+        has_nme = self.scheme.norm_points is not None
+        return Metrics(
+            faces=self.faces, competition_score=self.score / n, squared_distance_score=2 * self.score / n,
+            full_mse=self.full / n, nme=self.nme / n if has_nme else None,
+            failure_rate=self.failures / n * 100 if has_nme else None,
+            region_nme={name: total / n for name, total in self.regions.items()},
+        )

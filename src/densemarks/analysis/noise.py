@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from densemarks.data.csvio import write_table, read_landmarks, rows_for
+from densemarks.data.csvio import iter_aligned, write_table
 from densemarks.analysis.viz import prediction_grid
 from densemarks.core.fileio import atomic_path
 from densemarks.data.dataset import TrainingData, open_training_data
 from densemarks.core.errors import DataError
 from densemarks.analysis.metrics import per_face_nme
-from densemarks.core.shapes import generalized_procrustes
+from densemarks.core.shapes import BLOCK, fit_rows, generalized_procrustes
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class NoiseRanking:
     residual: np.ndarray
     shape_residual: np.ndarray
     oof_nme: np.ndarray
-    oof_points: np.ndarray | None  # (N, K, 2) the out-of-fold predictions, ranked order
+    oof_points: np.ndarray | None  # (N, K, 2) the out-of-fold predictions, in landmarks.csv order (rows)
 
 
 def robust_z(values: np.ndarray) -> np.ndarray:
@@ -55,13 +55,19 @@ def procrustes_residuals(points: np.ndarray, norm_points: tuple[int, int] | None
     explains. The modes are fitted again without the 10% least likely faces, twice, so that
     wrong labels do not become modes of their own."""
     mean, result = generalized_procrustes(points)
-    deviation = result.aligned - mean
     if norm_points is not None:
         unit = np.linalg.norm(mean[norm_points[0]] - mean[norm_points[1]])
     else:
         unit = np.sqrt(((mean - mean.mean(axis=0)) ** 2).sum(axis=1).mean())
-    flat = deviation.reshape(len(points), -1)
-    plain = np.linalg.norm(deviation, axis=2).mean(axis=1) / max(unit, 1e-12) * 100
+    unit = max(unit, 1e-12)
+
+    def deviation(rows) -> np.ndarray:  # (n, 2K) float64
+        return (result.aligned[rows].astype(np.float64) - mean).reshape(-1, mean.size)
+
+    def mean_distance(flat: np.ndarray) -> np.ndarray:
+        return np.linalg.norm(flat.reshape(len(flat), -1, 2), axis=2).mean(axis=1) / unit * 100
+
+    flat = deviation(fit_rows(len(points)))  # the modes are fitted on at most FIT_FACES faces
     inliers = np.ones(len(flat), dtype=bool)
     for _ in range(3):  # trimmed PCA: wrong labels must not become modes of their own
         centre = flat[inliers].mean(axis=0)
@@ -77,31 +83,38 @@ def procrustes_residuals(points: np.ndarray, norm_points: tuple[int, int] | None
         unlikely = ((scores / np.maximum(scores[inliers].std(axis=0), 1e-12)) ** 2).sum(axis=1) \
             + off_model / max(off_model[inliers].mean(), 1e-12)
         inliers = unlikely <= np.quantile(unlikely, 0.9)
-    shape = np.linalg.norm(rest.reshape(deviation.shape), axis=2).mean(axis=1) / max(unit, 1e-12) * 100
+    plain, shape = np.empty(len(points)), np.empty(len(points))
+    for start in range(0, len(points), BLOCK):  # every face against the last fit
+        rows = slice(start, start + BLOCK)
+        face = deviation(rows)
+        plain[rows] = mean_distance(face)
+        face -= centre
+        shape[rows] = mean_distance(face - (face @ modes.T) @ modes)
     return plain, shape
 
 
 def rank_faces(data: TrainingData, oof: Path | None = None) -> NoiseRanking:
-    points = np.asarray(data.table.points, dtype=np.float64)
+    points = data.table.points  # float32, a memory map: never copied whole
     names = data.table.file_names
     residual, shape_residual = procrustes_residuals(points, data.scheme.norm_points)
     score = robust_z(shape_residual)
     oof_nme = np.full(len(names), np.nan)
     oof_points = None
     if oof is not None:
-        predicted = read_landmarks(oof, cache=False)
-        if predicted.num_points != data.scheme.num_points:
-            raise DataError(oof, f"{predicted.num_points} points per face, the data has {data.scheme.num_points}")
-        rows = rows_for(predicted.file_names, names, oof, "out-of-fold prediction", requested_in=data.csv_path)
         norm = data.scheme.norm_points
         if norm is None:
             raise DataError(oof, "the scheme has no normalising pair; out-of-fold NME needs one")
-        oof_points = np.asarray(predicted.points, dtype=np.float64)[rows]
-        oof_nme = per_face_nme(oof_points, points, norm)
+        oof_points = np.empty(points.shape, np.float32)
+        for at, block in iter_aligned(oof, names, data.scheme.num_points, "out-of-fold prediction",
+                                      requested_in=data.csv_path, against="the data has"):
+            oof_points[at] = block
+        oof_nme = np.concatenate([per_face_nme(oof_points[s:s + 4096].astype(np.float64),
+                                                np.asarray(points[s:s + 4096], np.float64), norm)
+                                  for s in range(0, len(names), 4096)])
         score = (score + robust_z(oof_nme)) / 2
     order = np.argsort(-score, kind="stable")
     return NoiseRanking(names[order], order, score[order], residual[order], shape_residual[order], oof_nme[order],
-                        None if oof_points is None else oof_points[order])
+                        oof_points)
 
 
 def write_ranking(ranking: NoiseRanking, out: Path) -> None:
@@ -130,7 +143,7 @@ def clean_report(data: str | Path, out: str | Path, oof: Path | None = None, top
     with atomic_path(out / "exclude.txt") as tmp:
         tmp.write_text("".join(f"{n}\n" for n in ranking.file_names[:count]))
     shown = ranking.rows[:gallery]
-    predicted = None if ranking.oof_points is None else ranking.oof_points[:gallery]
+    predicted = None if ranking.oof_points is None else ranking.oof_points[shown]
     captions = [f"#{i + 1} {n[:18]} z={s:.1f}" for i, (n, s) in
                 enumerate(zip(ranking.file_names[:gallery], ranking.score[:gallery]))]
     prediction_grid(training.images_dir, ranking.file_names[:gallery],

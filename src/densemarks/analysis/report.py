@@ -25,7 +25,7 @@ from densemarks.data.dataset import open_training_data
 def write_report(train_dir: Path, out: Path, sample: int = 5000, outliers: int = 50) -> dict:
     summary = summarise(train_dir, sample=sample)
     data = open_training_data(train_dir, check_images=False)
-    points = np.asarray(data.table.points, dtype=np.float64)
+    points = data.table.points  # float32, a memory map: estimate_pose works a block at a time
     pose = estimate_pose(points, data.scheme.flip_index)
     out.mkdir(parents=True, exist_ok=True)
     names = data.table.file_names

@@ -28,9 +28,34 @@ class Alignment:
     disparity: np.ndarray
 
 
+BLOCK = 8192  # faces computed at a time (in float64)
+FIT_FACES = 20_000  # at most this many faces (a fixed random sample) fit the shape modes
+
+
+def fit_rows(count: int) -> np.ndarray:
+    """The faces that shape modes are fitted on: all of them up to FIT_FACES, else a fixed
+    random sample of FIT_FACES (modes of a 2K-dimensional shape space are well determined by
+    that many; fitting on 393,930 faces would cost gigabytes and minutes for nothing)."""
+    if count <= FIT_FACES:
+        return np.arange(count)
+    return np.sort(np.random.default_rng(0).choice(count, FIT_FACES, replace=False))
+
+
 def align(shapes: np.ndarray, reference: np.ndarray) -> Alignment:
     """Batched orthogonal Procrustes with scaling (Umeyama 1991), no reflections: one 2x2 SVD
-    per shape, all in one call."""
+    per shape, BLOCK shapes at a time in float64. The aligned shapes keep the input's float32
+    (a memory map of any size stays one table in memory) or are float64."""
+    shapes = np.asarray(shapes)
+    n = len(shapes)
+    aligned = np.empty((n, *np.shape(reference)), np.float32 if shapes.dtype == np.float32 else np.float64)
+    roll, scale, disparity = np.empty(n), np.empty(n), np.empty(n)
+    for start in range(0, n, BLOCK):
+        rows = slice(start, start + BLOCK)
+        aligned[rows], roll[rows], scale[rows], disparity[rows] = _align_block(shapes[rows], reference)
+    return Alignment(aligned, roll, scale, disparity)
+
+
+def _align_block(shapes: np.ndarray, reference: np.ndarray):
     x = np.asarray(shapes, dtype=np.float64)
     y = np.asarray(reference, dtype=np.float64)
     x_mean, y_mean = x.mean(axis=1, keepdims=True), y.mean(axis=0)
@@ -41,7 +66,7 @@ def align(shapes: np.ndarray, reference: np.ndarray) -> Alignment:
     scale = singular / np.maximum(x_norm ** 2, 1e-12)
     aligned = scale[:, None, None] * (xc @ rotation) + y_mean
     correlation = singular / np.maximum(x_norm * y_norm, 1e-12)
-    return Alignment(aligned, _roll_of(rotation), scale, np.clip(1 - correlation ** 2, 0, 1))
+    return aligned, _roll_of(rotation), scale, np.clip(1 - correlation ** 2, 0, 1)
 
 
 def similarity_matrices(shapes: np.ndarray, reference: np.ndarray) -> np.ndarray:
@@ -81,13 +106,16 @@ def _roll_of(rotation: np.ndarray) -> np.ndarray:
 
 def generalized_procrustes(shapes: np.ndarray, iterations: int = 5) -> tuple[np.ndarray, Alignment]:
     """The mean shape (in the scale and orientation of the plain mean) and every shape aligned
-    to it; the mean is re-estimated from the aligned shapes a few times."""
-    shapes = np.asarray(shapes, dtype=np.float64)
-    start = shapes.mean(axis=0)
+    to it; the mean is re-estimated from the aligned shapes a few times. Memory: the shapes
+    and one aligned copy of them (float32 for float32 shapes), whatever their number."""
+    shapes = np.asarray(shapes)
+    start = shapes.mean(axis=0, dtype=np.float64)
     reference = start
     for _ in range(iterations):
-        result = align(shapes, reference)
-        mean = result.aligned.mean(axis=0)
+        total = np.zeros_like(start)
+        for first in range(0, len(shapes), BLOCK):
+            total += _align_block(shapes[first:first + BLOCK], reference)[0].sum(axis=0)
+        mean = total / max(len(shapes), 1)
         reference = align(mean[None], start).aligned[0]  # keep the first mean's pose and size
     return reference, align(shapes, reference)
 
@@ -123,10 +151,14 @@ def estimate_pose(shapes: np.ndarray, flip_index: np.ndarray) -> PoseEstimate:
     symmetric modes, the one closest to a vertical stretch of the face, signed so that positive
     pitch stretches it. Both are proxies, in standard deviations, not degrees."""
     mean, result = generalized_procrustes(shapes)
-    deviation = result.aligned - mean
     flip_index = np.asarray(flip_index)
-    anti = (deviation - mirror_field(deviation, flip_index)) / 2
-    sym = deviation - anti
+
+    def parts(rows) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # deviation, anti, sym (float64)
+        deviation = result.aligned[rows].astype(np.float64) - mean
+        anti = (deviation - mirror_field(deviation, flip_index)) / 2
+        return deviation, anti, deviation - anti
+
+    _, anti, sym = parts(fit_rows(len(result.aligned)))
     centred = mean - mean.mean(axis=0)
     yaw_mode = _leading_modes(anti, 1)[0]
     midline = np.abs(centred[:, 0]) <= np.quantile(np.abs(centred[:, 0]), 0.2)
@@ -139,9 +171,16 @@ def estimate_pose(shapes: np.ndarray, flip_index: np.ndarray) -> PoseEstimate:
     pitch_mode = max(modes, key=lambda m: abs((m * stretch).sum()))
     if (pitch_mode * stretch).sum() < 0:
         pitch_mode = -pitch_mode
-    spread = np.sqrt((deviation ** 2).sum(axis=2).mean(axis=0))
-    return PoseEstimate(result.roll, _standardised(anti, yaw_mode), _standardised(sym, pitch_mode),
-                        result.disparity, mean, spread)
+    n = len(result.aligned)
+    yaw, pitch, squares = np.empty(n), np.empty(n), np.zeros(len(mean))
+    for start in range(0, n, BLOCK):
+        rows = slice(start, start + BLOCK)
+        deviation, anti, sym = parts(rows)
+        yaw[rows] = np.einsum("nki,ki->n", anti, yaw_mode)
+        pitch[rows] = np.einsum("nki,ki->n", sym, pitch_mode)
+        squares += (deviation ** 2).sum(axis=2).sum(axis=0)
+    spread = np.sqrt(squares / max(n, 1))
+    return PoseEstimate(result.roll, _standardised(yaw), _standardised(pitch), result.disparity, mean, spread)
 
 
 def _leading_modes(fields: np.ndarray, count: int) -> list[np.ndarray]:
@@ -150,8 +189,7 @@ def _leading_modes(fields: np.ndarray, count: int) -> list[np.ndarray]:
     return [v.reshape(fields.shape[1:]) for v in vt[:count]]
 
 
-def _standardised(fields: np.ndarray, mode: np.ndarray) -> np.ndarray:
-    scores = np.einsum("nki,ki->n", fields, mode)
+def _standardised(scores: np.ndarray) -> np.ndarray:
     return (scores - scores.mean()) / max(scores.std(), 1e-12)
 
 

@@ -14,6 +14,7 @@ import contextlib
 import csv
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +23,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from densemarks.core.errors import DataError
-from densemarks.data.fastcsv import parse_plain
+from densemarks.data.fastcsv import WINDOW_BYTES, NotPlain, iter_plain, parse_plain
 from densemarks.core.fileio import atomic_path, cache_dir_for
 
 CACHE_VERSION = 1
@@ -69,6 +70,32 @@ def rows_for(table_names: np.ndarray, wanted: np.ndarray, path: str | Path, what
     return np.asarray([row_of[n] for n in wanted], dtype=np.int64)
 
 
+def iter_aligned(path: str | Path, names: np.ndarray, num_points: int, what: str,
+                 requested_in: str | Path | None = None, same_faces_as: str | Path | None = None,
+                 against: str = "the answers have") -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Stream a landmarks.csv (predictions, say) block by block as (positions, points): each
+    row's position in `names` and its (n, K, 2) float32 points. Rows of other faces are skipped,
+    or an error when the file must cover the same faces as `same_faces_as`. After the last block, a DataError names the first of `names`
+    that had no row (and where it was requested). `against`: who expects K, for the message. Memory: one block, at any file size."""
+    position = {name: i for i, name in enumerate(names)}
+    seen = np.zeros(len(names), dtype=bool)
+    for block in iter_landmarks(path):
+        if block.num_points != num_points:
+            raise DataError(path, f"{block.num_points} points per face, {against} {num_points}")
+        index = np.fromiter((position.get(n, -1) for n in block.file_names), np.int64, len(block))
+        if same_faces_as is not None and (index < 0).any():
+            raise DataError(path, f"{block.file_names[np.argmax(index < 0)]} is not in {same_faces_as}: "
+                            "files must cover the same faces")
+        keep = index >= 0
+        seen[index[keep]] = True
+        yield index[keep], block.points[keep]
+    if not seen.all():
+        missing = np.flatnonzero(~seen)
+        where = f", requested in {requested_in}" if requested_in else ""
+        same = ": files must cover the same faces" if same_faces_as is not None else ""
+        raise DataError(path, f"no {what} for {names[missing[0]]}{where} ({len(missing)} of {len(names)} missing){same}")
+
+
 def point_columns(num_points: int) -> list[str]:
     """`Point_0_X, Point_0_Y, ...` for K points, in file order."""
     return [f"Point_{i}_{axis}" for i in range(num_points) for axis in ("X", "Y")]
@@ -97,6 +124,11 @@ def _check_landmark_header(path: Path, header: list[str]) -> int:
         if got != want:
             raise DataError(path, f"header column {got!r} where {want!r} was expected", line=1)
     return num_points
+
+
+def landmark_count(path: str | Path) -> int:
+    """K, the points per face of a landmarks.csv, from its header (checked)."""
+    return _check_landmark_header(Path(path), read_header(Path(path)))
 
 
 def cache_files(path: Path) -> tuple[Path, Path, Path]:
@@ -155,8 +187,9 @@ def read_landmarks(path: str | Path, *, cache: bool = True) -> LandmarkTable:
 
 def _parse_landmarks(path: Path, header: list[str], num_points: int, points_file: Path | None,
                      stack: contextlib.ExitStack) -> LandmarkTable:
-    """The compiled plain-form tokenizer first, parsing straight into the memory-mapped cache
-    file when there is one; pyarrow's general reader when the tokenizer declines."""
+    """The compiled plain-form tokenizer first, writing window by window into the cache file
+    when there is one (memory: one window); pyarrow's general reader when the tokenizer
+    declines."""
     with open(path, "rb") as source:
         source.readline()  # the header, already checked
         if points_file is None:
@@ -164,25 +197,92 @@ def _parse_landmarks(path: Path, header: list[str], num_points: int, points_file
         else:
             tmp = points_file.with_name(f".{points_file.name}.{os.getpid()}.tmp")
             stack.callback(tmp.unlink, missing_ok=True)  # gone unless renamed into place below
+            out = stack.enter_context(open(tmp, "wb"))
 
-            def open_output(rows: int) -> np.ndarray:  # the cache file itself, memory-mapped
-                out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32,
-                                                shape=(rows, num_points, 2))
-                return out.reshape(rows, 2 * num_points)
+            def open_sink(rows: int):  # the cache file, written in order
+                np.lib.format.write_array_header_1_0(out, {
+                    "descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)),
+                    "fortran_order": False, "shape": (rows, num_points, 2)})
+                return lambda block: out.write(np.ascontiguousarray(block, np.float32).data)
 
-            parsed = parse_plain(source, 2 * num_points, open_output=open_output)
+            parsed = parse_plain(source, 2 * num_points, open_sink=open_sink)
     if parsed is not None:
         names, values = parsed
         _require_rows(path, names)
         if points_file is None:
             return LandmarkTable(names, values.reshape(len(names), num_points, 2))
-        del parsed, values  # unmapped; the kernel writes the pages back in its own time
+        out.close()
         os.replace(tmp, points_file)  # the key file, written last, vouches for it
         return LandmarkTable(names, np.load(points_file, mmap_mode="r"))
     table = parse_with_arrow(path, header, num_points)
     if points_file is not None:
         with atomic_path(points_file) as tmp, open(tmp, "wb") as f:
             np.save(f, table.points, allow_pickle=False)
+    return table
+
+
+def iter_landmarks(path: str | Path, window_bytes: int = WINDOW_BYTES) -> Iterator[LandmarkTable]:
+    """The faces of a landmarks.csv block by block (float32, file order), holding one block in
+    memory: for files too big to hold twice (predictions at the competition's 393,930 faces).
+    The same checks as `read_landmarks`, with the same messages; a name repeated across blocks
+    is reported after the last block, so consumers write nothing before the end."""
+    path = Path(path)
+    header = read_header(path)
+    num_points = _check_landmark_header(path, header)
+    names: list[np.ndarray] = []
+    with open(path, "rb") as source:
+        source.readline()
+        try:
+            for block_names, values in iter_plain(source, 2 * num_points, window_bytes):
+                names.append(block_names)
+                yield LandmarkTable(block_names, values.reshape(len(block_names), num_points, 2))
+        except NotPlain as stop:
+            for table in _iter_arrow(path, header, num_points, stop.offset, stop.row):
+                names.append(table.file_names)
+                yield table
+    if not names or not sum(len(n) for n in names):
+        raise DataError(path, "no data rows after the header")
+    _check_unique_names(path, np.concatenate(names))
+
+
+def _arrow_options(header: list[str]):
+    types = {name: pa.float32() for name in header[1:]}
+    types["file_name"] = pa.string()
+    return (pacsv.ParseOptions(delimiter="\t"),
+            pacsv.ConvertOptions(column_types=types, null_values=[""], strings_can_be_null=True))
+
+
+def _iter_arrow(path: Path, header: list[str], num_points: int, offset: int, row: int) -> Iterator[LandmarkTable]:
+    """pyarrow's streaming reader from byte `offset` (a line start; `row` rows came before)."""
+    parse, convert = _arrow_options(header)
+    with open(path, "rb") as f:
+        f.seek(offset)
+        try:
+            reader = pacsv.open_csv(f, read_options=pacsv.ReadOptions(column_names=header, block_size=16 << 20),
+                                    parse_options=parse, convert_options=convert)
+            for batch in reader:
+                table = _arrow_block(path, header, num_points, pa.Table.from_batches([batch]), row)
+                row += len(table)
+                yield table
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            _diagnose_rows(path, len(header))
+            raise DataError(path, f"cannot parse: {str(exc).splitlines()[0]}") from None
+
+
+def _arrow_block(path: Path, header: list[str], num_points: int, arrow: pa.Table, first_row: int) -> LandmarkTable:
+    """Rows of a pyarrow table as a LandmarkTable; empty and non-finite cells are errors that
+    name their line (first_row: the data rows before this table)."""
+    for column_index, column in enumerate(arrow.columns):
+        if column.null_count:
+            row = int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0])
+            raise DataError(path, f"empty cell in column {header[column_index]}", line=first_row + row + 2)
+    names = np.asarray(arrow.column(0).to_numpy(zero_copy_only=False), dtype=str)
+    # Fill the (2K, N) array column by column (contiguous writes), then one transpose copy.
+    flat = np.empty((2 * num_points, arrow.num_rows), dtype=np.float32)
+    for j in range(2 * num_points):
+        flat[j] = arrow.column(j + 1).to_numpy()
+    table = LandmarkTable(names, np.ascontiguousarray(flat.T).reshape(-1, num_points, 2))
+    _check_finite(path, table, header, first_row)
     return table
 
 
@@ -193,43 +293,25 @@ def _require_rows(path: Path, names: np.ndarray) -> None:
 
 def parse_with_arrow(path: Path, header: list[str], num_points: int) -> LandmarkTable:
     """The general parser (pyarrow): any quoting and number format; the fast path's fallback."""
-    types = {name: pa.float32() for name in header[1:]}
-    types["file_name"] = pa.string()
+    parse, convert = _arrow_options(header)
     try:
-        arrow = pacsv.read_csv(
-            path,
-            read_options=pacsv.ReadOptions(block_size=64 << 20),
-            parse_options=pacsv.ParseOptions(delimiter="\t"),
-            convert_options=pacsv.ConvertOptions(column_types=types, null_values=[""],
-                                                strings_can_be_null=True),
-        )
+        arrow = pacsv.read_csv(path, read_options=pacsv.ReadOptions(block_size=64 << 20),
+                               parse_options=parse, convert_options=convert)
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         _diagnose_rows(path, len(header))
         raise DataError(path, f"cannot parse: {str(exc).splitlines()[0]}") from None
     if arrow.num_rows == 0:
         raise DataError(path, "no data rows after the header")
-    for column_index, column in enumerate(arrow.columns):
-        if column.null_count:
-            row = int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0])
-            raise DataError(path, f"empty cell in column {header[column_index]}", line=row + 2)
-    names = np.asarray(arrow.column(0).to_numpy(zero_copy_only=False), dtype=str)
-    # Fill the (2K, N) array column by column (contiguous writes), then one transpose copy.
-    flat = np.empty((2 * num_points, arrow.num_rows), dtype=np.float32)
-    for j in range(2 * num_points):
-        flat[j] = arrow.column(j + 1).to_numpy()
-    del arrow
-    table = LandmarkTable(names, np.ascontiguousarray(flat.T).reshape(-1, num_points, 2))
-    _check_finite(path, table, header)
-    return table
+    return _arrow_block(path, header, num_points, arrow, 0)
 
 
-def _check_finite(path: Path, table: LandmarkTable, header: list[str]) -> None:
+def _check_finite(path: Path, table: LandmarkTable, header: list[str], first_row: int = 0) -> None:
     flat = table.points.reshape(len(table), -1)
     bad = ~np.isfinite(flat)
     if bad.any():
         row, col = np.argwhere(bad)[0]
         raise DataError(path, f"{header[col + 1]} is {flat[row, col]}, expected a finite number "
-                        f"(file_name {table.file_names[row]})", line=int(row) + 2)
+                        f"(file_name {table.file_names[row]})", line=first_row + int(row) + 2)
 
 
 def _check_unique_names(path: Path, names: np.ndarray) -> None:
@@ -259,34 +341,54 @@ def _diagnose_rows(path: Path, num_columns: int) -> None:
                     raise DataError(path, f"{name} is {cell!r}, not a number", line=line) from None
 
 
+WRITE_ROWS = 4096  # rows converted and written at a time
+
+
 def write_landmarks(path: str | Path, file_names, points: np.ndarray, *, decimals: int | None = 2) -> None:
     """Write a landmarks.csv atomically. decimals=None writes rounded integers (the competition's
-    own files hold integer pixels); otherwise values are rounded to that many decimals."""
-    points = np.asarray(points, dtype=np.float64)
+    own files hold integer pixels); otherwise values are rounded to that many decimals. Rows are
+    converted and written WRITE_ROWS at a time: points may be a memory map of any size."""
+    points = np.asarray(points)  # no copy of an array or memory map
     if points.ndim != 3 or points.shape[2] != 2:
         raise ValueError(f"points must be (N, K, 2), got {points.shape}")
     names = [str(n) for n in file_names]
     if len(names) != len(points):
         raise ValueError(f"{len(names)} file names for {len(points)} point sets")
-    flat = points.reshape(len(points), -1)
-    if decimals is None:
-        values = np.rint(flat).astype(np.int64)
-    else:
-        values = np.round(flat, decimals).astype(np.float32)
+    _check_names(names)
     columns = ["file_name", *point_columns(points.shape[1])]
-    arrays = [pa.array(names, pa.string())] + [pa.array(values[:, j]) for j in range(values.shape[1])]
-    write_table(path, pa.Table.from_arrays(arrays, names=columns), delimiter="\t")
+    kind = pa.int64() if decimals is None else pa.float32()
+    schema = pa.schema([("file_name", pa.string())] + [(c, kind) for c in columns[1:]])
+    with _csv_writer(path, schema, "\t") as writer:
+        for start in range(0, len(names), WRITE_ROWS):
+            flat = np.asarray(points[start:start + WRITE_ROWS], dtype=np.float64).reshape(-1, 2 * points.shape[1])
+            values = np.rint(flat).astype(np.int64) if decimals is None else np.round(flat, decimals).astype(np.float32)
+            writer.write_batch(pa.record_batch([pa.array(names[start:start + WRITE_ROWS], pa.string())]
+                                               + [pa.array(values[:, j]) for j in range(values.shape[1])],
+                                               schema=schema))
+
+
+@contextlib.contextmanager
+def _csv_writer(path: str | Path, schema: pa.Schema, delimiter: str):
+    """A pyarrow CSV writer into a temporary file renamed over `path` at the end; the header is
+    written by hand (pyarrow quotes header names)."""
+    options = pacsv.WriteOptions(delimiter=delimiter, quoting_style="none", include_header=False)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write((delimiter.join(schema.names) + "\n").encode())
+        with pacsv.CSVWriter(f, schema, write_options=options) as writer:
+            yield writer
+
+
+def _check_names(names: list[str]) -> None:
+    # The competition files are unquoted; names and index lists never hold a tab or newline.
+    for name in names:
+        if any(ch in name for ch in "\t\n\r\""):
+            raise ValueError(f"file name {name!r} holds a tab, quote or newline")
 
 
 def write_table(path: str | Path, table: pa.Table, delimiter: str) -> None:
-    # The competition files are unquoted; names and index lists never hold a tab or newline.
-    for name in table.column(0).to_pylist():
-        if any(ch in name for ch in "\t\n\r\""):
-            raise ValueError(f"file name {name!r} holds a tab, quote or newline")
-    options = pacsv.WriteOptions(delimiter=delimiter, quoting_style="none", include_header=False)
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        f.write((delimiter.join(table.column_names) + "\n").encode())  # pyarrow quotes headers
-        pacsv.write_csv(table, f, write_options=options)
+    _check_names(table.column(0).to_pylist())
+    with _csv_writer(path, table.schema, delimiter) as writer:
+        writer.write_table(table)
 
 
 def read_test_points(path: str | Path, num_points: int) -> RequestedPoints:

@@ -166,64 +166,145 @@ def _names(name_bytes: np.ndarray, name_lengths: np.ndarray) -> np.ndarray:
     return fixed.astype(f"U{width}")
 
 
-def _text(file) -> tuple[np.ndarray, int]:
-    """(buffer, start): the file's bytes as a uint8 array starting on an 8-byte boundary, and
-    where the rest of the file begins in it. A regular file is memory-mapped (no copy)."""
+class NotPlain(Exception):
+    """Part of the body is not in the plain form. offset: the file offset where that part
+    begins (at a line start); row: the rows parsed before it."""
+
+    def __init__(self, offset: int, row: int):
+        super().__init__(f"not plain from byte {offset} (row {row})")
+        self.offset, self.row = offset, row
+
+
+def _text(file) -> tuple[np.ndarray, int, mmap.mmap | None]:
+    """(buffer, start, mapping): the file's bytes as a uint8 array starting on an 8-byte
+    boundary, where the rest of the file begins in it, and the memory map when a regular file
+    was mapped (no copy; buffer index = file offset)."""
     with contextlib.suppress(AttributeError, OSError, ValueError, io.UnsupportedOperation):
         start = file.tell()
         if os.fstat(file.fileno()).st_size <= start:
-            return np.zeros(0, np.uint8), 0
+            return np.zeros(0, np.uint8), 0, None
         mapped = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)  # closed with its last view
         with contextlib.suppress(AttributeError, OSError):
             mapped.madvise(mmap.MADV_SEQUENTIAL)
-        return np.frombuffer(mapped, np.uint8), start
+        return np.frombuffer(mapped, np.uint8), start, mapped
     data = np.frombuffer(file.read(), np.uint8)  # not a regular file: read it
     text = np.empty(len(data), np.uint8)  # aligned
     text[:] = data
-    return text, 0
+    return text, 0, None
 
 
-def parse_plain(file, num_columns: int, open_output=None, chunk_bytes: int = 1 << 20):
-    """Parse the body of a landmarks.csv from `file` (a binary file positioned after the header).
-
-    A real file is memory-mapped, not read. One parallel pass counts the lines of line-aligned
-    chunks, a second parses the chunks in parallel, each into its own rows of the result.
-    Returns (names (N,) str, values (N, num_columns) float32), or None when the body is not in
-    the plain form (the caller then uses the general reader). Every value parsed is finite.
-    `open_output(rows)`, when given, returns the (rows, num_columns) float32 array to parse
-    into (a memory-mapped cache file, say); otherwise a new array is made.
-    """
-    text, start = _text(file)
+def _windows(text: np.ndarray, start: int, window_bytes: int) -> list[tuple[np.ndarray, int, int]] | None:
+    """Line-aligned windows (buffer, begin, end) of about window_bytes covering the body. A last
+    line without a line end gets a copy of its own with one. None: that line is far longer than
+    a landmarks line."""
     end = len(text)
     if end > start and text[end - 1] != _LF:  # a last line without a line end: parsed apart
         window = max(start, end - (1 << 24))
         line_ends = np.flatnonzero(text[window:end] == _LF)
         if not len(line_ends) and window > start:
-            return None  # far longer than a landmarks line
+            return None
         end = window + int(line_ends[-1]) + 1 if len(line_ends) else start
     pieces = [(text, start, end)]
     if end < len(text):
         tail = np.empty(len(text) - end + 1, np.uint8)
         tail[:-1], tail[-1] = text[end:], _LF
         pieces.append((tail, 0, len(tail)))
-    plans = []
+    out = []
     for buf, a, z in pieces:
         if z > a:
-            bounds = _split_chunks(buf, a, z, max(1, (z - a) // chunk_bytes))
-            counts = _count_rows(buf, buf[: len(buf) // 8 * 8].view(np.uint64), bounds)
-            plans.append((buf, bounds, counts))
-    rows = int(sum(int(counts.sum()) for _, _, counts in plans))
-    if rows == 0:
-        return np.zeros(0, str), np.zeros((0, num_columns), np.float32)
-    values = np.empty((rows, num_columns), np.float32) if open_output is None else open_output(rows)
+            bounds = _split_chunks(buf, a, z, max(1, (z - a) // window_bytes))
+            out += [(buf, int(bounds[i]), int(bounds[i + 1])) for i in range(len(bounds) - 1)]
+    return out
+
+
+def _release(mapped: mmap.mmap | None, begin: int, end: int) -> None:
+    """Unmap the pages of mapped[begin:end] from this process (they stay in the page cache):
+    a pass over a file of gigabytes holds one window in memory, not the whole file."""
+    if mapped is None or end <= begin:
+        return
+    first = begin // mmap.PAGESIZE * mmap.PAGESIZE
+    with contextlib.suppress(AttributeError, OSError, ValueError):
+        mapped.madvise(mmap.MADV_DONTNEED, first, end - first)
+
+
+def _window_rows(buf: np.ndarray, begin: int, end: int, chunk_bytes: int) -> tuple[np.ndarray, np.ndarray]:
+    """(chunk bounds, rows per chunk) of one window."""
+    bounds = _split_chunks(buf, begin, end, max(1, (end - begin) // chunk_bytes))
+    return bounds, _count_rows(buf, buf[: len(buf) // 8 * 8].view(np.uint64), bounds)
+
+
+def _parse_window(buf, bounds, counts, values) -> np.ndarray | None:
+    """Parse one window's chunks into values (its rows); the names, or None if not plain."""
+    rows = int(counts.sum())
     name_bytes = np.zeros((rows, NAME_BYTES), np.uint8)
     name_lengths = np.zeros(rows, np.int64)
+    first_row = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    ok = np.ones(len(bounds) - 1, dtype=np.bool_)
+    _parse_rows(buf, bounds, first_row, values, name_bytes, name_lengths, ok)
+    return _names(name_bytes, name_lengths) if ok.all() else None
+
+
+WINDOW_BYTES = 64 << 20
+
+
+def iter_plain(file, num_columns: int, window_bytes: int = WINDOW_BYTES, chunk_bytes: int = 1 << 20):
+    """Parse the body of a landmarks.csv from `file` (binary, positioned after the header) one
+    window of about window_bytes at a time: yields (names (n,) str, values (n, num_columns)
+    float32) in file order, holding one window in memory. Raises NotPlain at the first window
+    that is not in the plain form (the caller goes on from there with the general reader)."""
+    text, start, mapped = _text(file)
+    windows = _windows(text, start, window_bytes)
+    if windows is None:
+        raise NotPlain(start, 0)
     row = 0
-    for buf, bounds, counts in plans:
-        first_row = row + np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
-        ok = np.ones(len(bounds) - 1, dtype=np.bool_)
-        _parse_rows(buf, bounds, first_row, values, name_bytes, name_lengths, ok)
-        if not ok.all():
+    for buf, begin, end in windows:
+        bounds, counts = _window_rows(buf, begin, end, chunk_bytes)
+        values = np.empty((int(counts.sum()), num_columns), np.float32)
+        names = _parse_window(buf, bounds, counts, values)
+        if buf is text:
+            _release(mapped, begin, end)
+        if names is None:
+            raise NotPlain(begin if buf is text else len(text) - len(buf) + 1 + begin, row)
+        row += len(names)
+        yield names, values
+
+
+def parse_plain(file, num_columns: int, open_sink=None, chunk_bytes: int = 1 << 20,
+                window_bytes: int = WINDOW_BYTES):
+    """Parse the body of a landmarks.csv from `file` (a binary file positioned after the header).
+
+    A real file is memory-mapped, not read, one window at a time: a first pass counts the lines,
+    a second parses each window's line-aligned chunks in parallel, each into its own rows.
+    Returns (names (N,) str, values (N, num_columns) float32), or None when the body is not in
+    the plain form (the caller then uses the general reader). Every value parsed is finite.
+    `open_sink(rows)`, when given, returns a function that takes each window's values in turn
+    (writing a cache file, say), and values are not kept: None is returned in their place.
+    """
+    text, start, mapped = _text(file)
+    windows = _windows(text, start, window_bytes)
+    if windows is None:
+        return None
+    plans = []
+    for buf, begin, end in windows:
+        plans.append((buf, begin, end, *_window_rows(buf, begin, end, chunk_bytes)))
+        if buf is text:
+            _release(mapped, begin, end)
+    rows = int(sum(int(counts.sum()) for *_, counts in plans))
+    if rows == 0:
+        return np.zeros(0, str), np.zeros((0, num_columns), np.float32)
+    sink = open_sink(rows) if open_sink is not None else None
+    values = np.empty((rows, num_columns), np.float32) if sink is None else None
+    names, row = [], 0
+    for buf, begin, end, bounds, counts in plans:
+        n = int(counts.sum())
+        block = values[row:row + n] if values is not None else np.empty((n, num_columns), np.float32)
+        window_names = _parse_window(buf, bounds, counts, block)
+        if buf is text:
+            _release(mapped, begin, end)
+        if window_names is None:
             return None
-        row += int(counts.sum())
-    return _names(name_bytes, name_lengths), values
+        if sink is not None:
+            sink(block)
+        names.append(window_names)
+        row += n
+    return np.concatenate(names), values

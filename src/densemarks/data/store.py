@@ -84,12 +84,15 @@ def build_store(train_dir: Path, names: np.ndarray, side: int, fmt: str = "raw",
 
     offsets = np.zeros(n + 1, np.int64)
     with atomic_path(folder / "pixels.bin") as tmp, ThreadPoolExecutor(threads) as pool:
-        if fmt == "raw":
-            array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, side, side, 3))
-            for i, pixels in enumerate(tqdm(_in_order(pool, shrink, n), total=n, desc="preprocess", unit="img")):
-                array[i, : pixels.shape[0], : pixels.shape[1]] = pixels
-            array.flush()
-            del array
+        if fmt == "raw":  # an (n, side, side, 3) .npy, written in order: memory is one image
+            with open(tmp, "wb") as f:
+                np.lib.format.write_array_header_1_0(f, {"descr": "|u1", "fortran_order": False,
+                                                         "shape": (n, side, side, 3)})
+                slot = np.zeros((side, side, 3), np.uint8)
+                for pixels in tqdm(_in_order(pool, shrink, n), total=n, desc="preprocess", unit="img"):
+                    slot[:] = 0
+                    slot[: pixels.shape[0], : pixels.shape[1]] = pixels
+                    f.write(slot.data)
         else:
             with open(tmp, "wb") as f:
                 encoded = _in_order(pool, lambda i: _encode(shrink(i)), n)

@@ -37,6 +37,10 @@ _TEMPLATE_971 = [
 ]
 MIN_POINTS = 24
 TEST_POINTS_PER_IMAGE = 30
+# Image sizes as in shared/docs/competition.md: crops of roughly 125x175 to 470x360 px in
+# portrait aspect (render_face), some above 1300 px (these), most with black borders (_finish).
+LARGE_SHARE = 0.02
+LARGE_SIDE = (1300, 1700)
 
 
 @dataclass(frozen=True)
@@ -305,6 +309,21 @@ def _finish(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return out
 
 
+def _maybe_enlarge(image: np.ndarray, points: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A few crops (LARGE_SHARE) enlarged to LARGE_SIDE px on their longer side, as the
+    competition has some crops above 1300 px. Drawn from a generator of its own, so that every
+    other face is the same whether or not this step runs."""
+    if rng.random() >= LARGE_SHARE:
+        return image, points
+    h, w = image.shape[:2]
+    factor = rng.uniform(*LARGE_SIDE) / max(h, w)
+    size = (round(w * factor), round(h * factor))
+    image = cv2.resize(image, size, interpolation=cv2.INTER_CUBIC)
+    # pixel centres: x' + 0.5 = (x + 0.5) * size / w
+    scale = np.array([size[0] / w, size[1] / h])
+    return image, (points + 0.5) * scale - 0.5
+
+
 def file_name_for(seed: int, split: str, index: int) -> str:
     return hashlib.md5(f"densemarks-synth-{seed}-{split}-{index}".encode()).hexdigest() + ".jpg"
 
@@ -318,6 +337,7 @@ def _render_range(folder: Path, split: str, start: int, stop: int, num_points: i
     for i in range(start, stop):
         rng = np.random.default_rng([seed, 0 if split == "train" else 1, i])
         image, points = render_face(layout, rng)
+        image, points = _maybe_enlarge(image, points, np.random.default_rng([seed, 3 if split == "train" else 4, i]))
         quality = int(rng.uniform(40, 95))
         ok, data = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR),
                                 [cv2.IMWRITE_JPEG_QUALITY, quality])

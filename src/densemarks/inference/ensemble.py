@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import minimize
 
-from densemarks.data.csvio import read_landmarks, rows_for, write_landmarks
+from densemarks.data.csvio import LandmarkTable, iter_aligned, read_landmarks, rows_for, write_landmarks
 from densemarks.core.errors import DataError
 from densemarks.data.scheme import LandmarkScheme
 from densemarks.analysis.evaluate import find_scheme
@@ -39,22 +39,37 @@ class EnsembleWeights:
 
 
 def load_members(paths: list[Path]) -> tuple[np.ndarray, np.ndarray]:
-    """(file names in the first file's order, points (M, N, K, 2)). Every file must cover
-    exactly the same faces with the same number of points."""
+    """(file names in the first file's order, points (M, N, K, 2) float32). Every file must
+    cover exactly the same faces with the same number of points."""
     if not paths:
         raise DataError(None, "no prediction files given")
     first = read_landmarks(paths[0], cache=False)
-    names = first.file_names
-    members = [np.asarray(first.points, dtype=np.float64)]
-    for path in paths[1:]:
-        table = read_landmarks(path, cache=False)
-        if table.num_points != first.num_points:
-            raise DataError(path, f"{table.num_points} points per face, {paths[0]} has {first.num_points}")
-        if len(table) != len(names):
-            raise DataError(path, f"{len(table)} faces, {paths[0]} has {len(names)}: files must cover the same faces")
-        rows = rows_for(table.file_names, names, path, "prediction", requested_in=paths[0])
-        members.append(np.asarray(table.points, dtype=np.float64)[rows])
-    return names, np.stack(members)
+    members = np.empty((len(paths), *first.points.shape), np.float32)
+    members[0] = first.points
+    for m, path in enumerate(paths[1:], start=1):
+        for at, points in _member(path, first, paths[0]):
+            members[m, at] = points
+    return first.file_names, members
+
+
+def _member(path: Path, first: LandmarkTable, first_path: Path):
+    return iter_aligned(path, first.file_names, first.num_points, "prediction", requested_in=first_path,
+                        same_faces_as=first_path, against=f"{first_path} has")
+
+
+def average_files(paths: list[Path], weights: "EnsembleWeights", scheme: LandmarkScheme | None) -> tuple[np.ndarray, np.ndarray]:
+    """(names, the weighted average (N, K, 2) float32) of prediction files, the first in
+    memory and the others streamed into it: memory is one table, whatever the number of files."""
+    if not paths:
+        raise DataError(None, "no prediction files given")
+    first = read_landmarks(paths[0], cache=False)
+    per_point = weights.per_point(first.num_points, scheme).astype(np.float32)[:, :, None]  # (M, K, 1)
+    total = first.points
+    total *= per_point[0]
+    for m, path in enumerate(paths[1:], start=1):
+        for at, points in _member(path, first, paths[0]):
+            total[at] += points * per_point[m]
+    return first.file_names, total
 
 
 def parse_weights(text: str, count: int) -> np.ndarray:
@@ -73,9 +88,12 @@ def parse_weights(text: str, count: int) -> np.ndarray:
 def fit_simplex_weights(members: np.ndarray, truth: np.ndarray) -> np.ndarray:
     """Weights w >= 0, sum 1, minimising the MSE of sum_m w_m members[m] against truth.
     members (M, N, ..., 2), truth (N, ..., 2)."""
-    errors = (members - truth[None]).reshape(len(members), -1)
-    gram = errors @ errors.T / errors.shape[1]
     m = len(members)
+    gram = np.zeros((m, m))
+    for start in range(0, members.shape[1], 4096):  # float64 a block of faces at a time
+        errors = (members[:, start:start + 4096].astype(np.float64) - truth[None, start:start + 4096]).reshape(m, -1)
+        gram += errors @ errors.T
+    gram /= max(members[0].size, 1)
     result = minimize(lambda w: w @ gram @ w, np.full(m, 1 / m), jac=lambda w: 2 * gram @ w,
                       bounds=[(0, 1)] * m, constraints=({"type": "eq", "fun": lambda w: w.sum() - 1},),
                       method="SLSQP", options={"ftol": 1e-12, "maxiter": 200})
@@ -120,7 +138,7 @@ def fit_on_validation(val: list[Path], answers: Path, scheme_file: Path | None =
     if truth_table.num_points != members.shape[2]:
         raise DataError(answers, f"{truth_table.num_points} points per face, the predictions have {members.shape[2]}")
     rows = rows_for(truth_table.file_names, names, answers, "answer", val[0])
-    truth = np.asarray(truth_table.points, dtype=np.float64)[rows]
+    truth = np.asarray(truth_table.points)[rows]
     scheme = find_scheme(answers, truth.shape[1], scheme_file)
     weights = fit_weights(members, truth, scheme, per_region)
     return ValidationFit(weights, scheme, [evaluate_points(m, truth, scheme) for m in members],
@@ -134,7 +152,6 @@ def ensemble_files(predictions: list[Path], out: Path, weights: str = "equal", a
     `out`. weights: "equal", "w1,w2,..." or "auto" (fitted on `val`, the same models'
     validation predictions, default the predictions themselves, against `answers`). Returns the
     weights, the fit (auto only) and the number of faces."""
-    names, members = load_members(predictions)
     fit, scheme = None, None
     if weights == "auto":
         if answers is None:
@@ -147,5 +164,6 @@ def ensemble_files(predictions: list[Path], out: Path, weights: str = "equal", a
     else:
         count = len(predictions)
         chosen = EnsembleWeights(np.full(count, 1 / count) if weights == "equal" else parse_weights(weights, count), {})
-    write_landmarks(out, names, combine(members, chosen, scheme))
+    names, average = average_files(predictions, chosen, scheme)
+    write_landmarks(out, names, average)
     return chosen, fit, len(names)

@@ -9,18 +9,19 @@ import numpy as np
 import pyarrow as pa
 
 from densemarks.core.errors import DataError
-from densemarks.data.csvio import RequestedPoints, read_landmarks, read_test_points, rows_for, write_table
+from densemarks.data.csvio import RequestedPoints, iter_aligned, landmark_count, read_test_points, write_table
 
 
 def submission_table(predictions_csv: str | Path, test_points_csv: str | Path) -> pa.Table:
     """The Kaggle file as a table: `file_name,Point_M0_X,Point_M0_Y,...`, one row per row of
     test_points.csv in its order, the k-th pair being the k-th requested point, rounded."""
-    predictions = read_landmarks(predictions_csv, cache=False)
-    requested = read_test_points(test_points_csv, predictions.num_points)
-    rows = rows_for(predictions.file_names, requested.file_names, predictions_csv, "prediction",
-                    requested_in=test_points_csv)
-    points = np.asarray(predictions.points)[rows[:, None], requested.indices]  # (N, M, 2)
-    values = np.rint(points.reshape(len(rows), -1)).astype(np.int64)
+    num_points = landmark_count(predictions_csv)
+    requested = read_test_points(test_points_csv, num_points)
+    points = np.empty((*requested.indices.shape, 2), np.float32)  # (N, M, 2)
+    for at, block in iter_aligned(predictions_csv, requested.file_names, num_points, "prediction",
+                                  requested_in=test_points_csv):
+        points[at] = block[np.arange(len(at))[:, None], requested.indices[at]]
+    values = np.rint(points.reshape(len(points), -1)).astype(np.int64)
     m = requested.indices.shape[1]
     columns = ["file_name"] + [f"Point_M{k}_{axis}" for k in range(m) for axis in ("X", "Y")]
     arrays = [pa.array(requested.file_names.tolist())] + [pa.array(values[:, j]) for j in range(values.shape[1])]
@@ -29,7 +30,7 @@ def submission_table(predictions_csv: str | Path, test_points_csv: str | Path) -
 
 def write_submission(predictions_csv: str | Path, test_points_csv: str | Path, out: str | Path) -> int:
     table = submission_table(predictions_csv, test_points_csv)
-    check_submission_table(table, read_test_points(test_points_csv, 1 << 30))
+    check_submission_table(table, read_test_points(test_points_csv, 1 << 30))  # read again: independent
     write_table(out, table, delimiter=",")
     return table.num_rows
 

@@ -34,7 +34,7 @@ def train_folds(data_dir: str | Path, config: TrainConfig, out: str | Path, **kw
 def merge_out_of_fold(runs: list[Path], out: str | Path) -> int:
     """Concatenate RUN/val_predictions.csv of each fold run in the original row order; every
     fold of the same split must be there exactly once. Returns the number of faces."""
-    splits, prints, tables = [], [], []
+    splits, prints, predictions = [], [], []
     for run in map(Path, runs):
         state = Checkpoint.load(run / "last.pt")
         split = state.split
@@ -42,7 +42,7 @@ def merge_out_of_fold(runs: list[Path], out: str | Path) -> int:
             raise DataError(run, "not a k-fold run (train with --folds K --fold i)")
         splits.append(split)
         prints.append(state.fingerprint)
-        tables.append(read_landmarks(run / "val_predictions.csv", cache=False))
+        predictions.append(run / "val_predictions.csv")
     first = splits[0]
     for run, split, fingerprint in zip(runs, splits, prints):
         if (split.folds, split.split_seed, split.faces, fingerprint) != \
@@ -53,9 +53,17 @@ def merge_out_of_fold(runs: list[Path], out: str | Path) -> int:
         missing = sorted(set(range(first.folds)) - set(seen))
         repeated = sorted({f for f in seen if seen.count(f) > 1})
         raise DataError(None, f"folds of {first.folds}: missing {missing}, repeated {repeated}")
-    rows = np.concatenate([s.val_rows for s in splits])
-    names = np.concatenate([t.file_names for t in tables])
-    points = np.concatenate([np.asarray(t.points) for t in tables])
-    order = np.argsort(rows)
-    write_landmarks(out, names[order], points[order])
-    return len(order)
+    # Each fold's table goes straight to its rows: memory is the merged table and one fold.
+    names, points = np.empty(first.faces, dtype=object), None
+    for split, path in zip(splits, predictions):
+        table = read_landmarks(path, cache=False)
+        if len(table) != len(split.val_rows):
+            raise DataError(path, f"{len(table)} faces, the fold validates {len(split.val_rows)}")
+        if points is None:
+            points = np.empty((first.faces, table.num_points, 2), np.float32)
+        elif table.num_points != points.shape[1]:
+            raise DataError(path, f"{table.num_points} points per face, {predictions[0]} has {points.shape[1]}")
+        names[split.val_rows] = table.file_names
+        points[split.val_rows] = table.points
+    write_landmarks(out, names, points)
+    return len(names)

@@ -233,14 +233,17 @@ def _window_rows(buf: np.ndarray, begin: int, end: int, chunk_bytes: int) -> tup
     return bounds, _count_rows(buf, buf[: len(buf) // 8 * 8].view(np.uint64), bounds)
 
 
-def _parse_window(buf, bounds, counts, values) -> np.ndarray | None:
-    """Parse one window's chunks into values (its rows); the names, or None if not plain."""
+def _parse_window(buf, bounds, counts, values, text, mapped) -> np.ndarray | None:
+    """Parse one window's chunks into values (its rows), then release the window's pages
+    when it lies in the mapped file `text`; the names, or None if not plain."""
     rows = int(counts.sum())
     name_bytes = np.zeros((rows, NAME_BYTES), np.uint8)
     name_lengths = np.zeros(rows, np.int64)
     first_row = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
     ok = np.ones(len(bounds) - 1, dtype=np.bool_)
     _parse_rows(buf, bounds, first_row, values, name_bytes, name_lengths, ok)
+    if buf is text:
+        _release(mapped, int(bounds[0]), int(bounds[-1]))
     return _names(name_bytes, name_lengths) if ok.all() else None
 
 
@@ -260,9 +263,7 @@ def iter_plain(file, num_columns: int, window_bytes: int = WINDOW_BYTES, chunk_b
     for buf, begin, end in windows:
         bounds, counts = _window_rows(buf, begin, end, chunk_bytes)
         values = np.empty((int(counts.sum()), num_columns), np.float32)
-        names = _parse_window(buf, bounds, counts, values)
-        if buf is text:
-            _release(mapped, begin, end)
+        names = _parse_window(buf, bounds, counts, values, text, mapped)
         if names is None:
             raise NotPlain(begin if buf is text else len(text) - len(buf) + 1 + begin, row)
         row += len(names)
@@ -286,7 +287,7 @@ def parse_plain(file, num_columns: int, open_sink=None, chunk_bytes: int = 1 << 
         return None
     plans = []
     for buf, begin, end in windows:
-        plans.append((buf, begin, end, *_window_rows(buf, begin, end, chunk_bytes)))
+        plans.append((buf, *_window_rows(buf, begin, end, chunk_bytes)))
         if buf is text:
             _release(mapped, begin, end)
     rows = int(sum(int(counts.sum()) for *_, counts in plans))
@@ -295,12 +296,10 @@ def parse_plain(file, num_columns: int, open_sink=None, chunk_bytes: int = 1 << 
     sink = open_sink(rows) if open_sink is not None else None
     values = np.empty((rows, num_columns), np.float32) if sink is None else None
     names, row = [], 0
-    for buf, begin, end, bounds, counts in plans:
+    for buf, bounds, counts in plans:
         n = int(counts.sum())
         block = values[row:row + n] if values is not None else np.empty((n, num_columns), np.float32)
-        window_names = _parse_window(buf, bounds, counts, block)
-        if buf is text:
-            _release(mapped, begin, end)
+        window_names = _parse_window(buf, bounds, counts, block, text, mapped)
         if window_names is None:
             return None
         if sink is not None:

@@ -41,15 +41,19 @@ class EnsembleWeights:
 def load_members(paths: list[Path]) -> tuple[np.ndarray, np.ndarray]:
     """(file names in the first file's order, points (M, N, K, 2) float32). Every file must
     cover exactly the same faces with the same number of points."""
-    if not paths:
-        raise DataError(None, "no prediction files given")
-    first = read_landmarks(paths[0], cache=False)
+    first = _first(paths)
     members = np.empty((len(paths), *first.points.shape), np.float32)
     members[0] = first.points
     for m, path in enumerate(paths[1:], start=1):
         for at, points in _member(path, first, paths[0]):
             members[m, at] = points
     return first.file_names, members
+
+
+def _first(paths: list[Path]) -> LandmarkTable:
+    if not paths:
+        raise DataError(None, "no prediction files given")
+    return read_landmarks(paths[0], cache=False)
 
 
 def _member(path: Path, first: LandmarkTable, first_path: Path):
@@ -60,9 +64,7 @@ def _member(path: Path, first: LandmarkTable, first_path: Path):
 def average_files(paths: list[Path], weights: "EnsembleWeights", scheme: LandmarkScheme | None) -> tuple[np.ndarray, np.ndarray]:
     """(names, the weighted average (N, K, 2) float32) of prediction files, the first in
     memory and the others streamed into it: memory is one table, whatever the number of files."""
-    if not paths:
-        raise DataError(None, "no prediction files given")
-    first = read_landmarks(paths[0], cache=False)
+    first = _first(paths)
     per_point = weights.per_point(first.num_points, scheme).astype(np.float32)[:, :, None]  # (M, K, 1)
     total = first.points
     total *= per_point[0]

@@ -22,6 +22,7 @@ from rich.table import Table
 
 from densemarks.core.errors import DataError
 from densemarks.core.registry import names
+from densemarks.data.formats import READERS as FORMATS, WRITERS as EXPORT_FORMATS
 from densemarks.inference.tta import TTA_MODES, parse_tta
 from densemarks.photos.detect import DETECTORS
 from densemarks.recipes.catalog import recipe_names
@@ -60,6 +61,59 @@ def info(
     print_summary(console, summarise(data, flip_index, sample))
 
 
+@app.command()
+def convert(
+    source: Annotated[Path, typer.Argument(help="Annotations: a folder of .pts files, a dlib XML, a WFLW list, a COCO JSON, or a plain CSV/JSON.")],
+    out: Annotated[Path, typer.Option(help="Dataset folder to write (train/, optionally test/).")],
+    format: Annotated[str, typer.Option("--format", help=f"{names(FORMATS)}, or auto (from the folder or suffix).")] = "auto",
+    images: Annotated[Optional[Path], typer.Option(help="Folder the annotations' image names are relative to (default: beside them).")] = None,
+    margin: Annotated[float, typer.Option(min=0, max=2, help="Crop margin around the points' extent, as a share of the face's size, on each side.")] = 0.25,
+    max_side: Annotated[int, typer.Option(min=0, help="Shrink crops larger than this many pixels (0: keep).")] = 0,
+    test_fraction: Annotated[float, typer.Option(min=0, max=0.99, help="Share of photos written to test/ (answers.csv, test_points.csv).")] = 0.0,
+    seed: Annotated[int, typer.Option(help="Chooses the test photos.")] = 0,
+    category: Annotated[Optional[str], typer.Option(help="COCO: the keypoint category (name or id); default the first with keypoints, or WholeBody's face points.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace --out if it exists.")] = False,
+):
+    """Cut annotated faces out of their photos into the competition layout (crops, landmarks.csv, scheme.json)."""
+    from densemarks.data.formats import guess_format, reader
+    from densemarks.data.formats.convert import convert as run_convert
+
+    name = guess_format(source) if format == "auto" else format
+    read = reader(name)
+    found = read(source, images, category) if name == "coco" else read(source, images)
+    summary = run_convert(found, out, margin=margin, max_side=max_side, test_fraction=test_fraction,
+                          seed=seed, overwrite=overwrite)
+    console.print(f"{name}: {summary.faces} faces with {summary.num_points} points from {summary.photos} photos -> {out} "
+                  f"(train {summary.train}, test {summary.test})")
+    console.print(summary.scheme_note)
+    if summary.problems:
+        console.print(f"{len(summary.problems)} annotation(s) left out (all in {out / 'problems.txt'}):")
+        for line in summary.problems[:5]:
+            console.print(f"  {line}", markup=False)
+
+
+@app.command("export-points")
+def export_points(
+    predictions: Annotated[Path, typer.Argument(help="Predictions: a CSV from `predict` or a .json from `detect`.")],
+    out: Annotated[Path, typer.Option(help="Output: a folder (pts) or a file (dlib .xml, coco .json).")],
+    format: Annotated[str, typer.Option("--format", help=f"{names(EXPORT_FORMATS)}.")],
+    images: Annotated[Optional[Path], typer.Option(help="CSV predictions: the images they were made on (default: images/ beside the CSV).")] = None,
+    sources: Annotated[Optional[Path], typer.Option(help="sources.csv of a `convert`ed folder: points go back to the original photos.")] = None,
+    reference: Annotated[Optional[Path], typer.Option(help="coco: the annotation file whose image ids the results use (COCO's results format).")] = None,
+):
+    """Write predictions as .pts files, a dlib XML or COCO keypoints, for other tools."""
+    from densemarks.data.formats import writer
+    from densemarks.data.formats.export import photos_from_predictions
+
+    write = writer(format)
+    photos = photos_from_predictions(predictions, images, sources)
+    if format == "coco":
+        count = write(photos, out, reference, images)
+    else:
+        count = write(photos, out)
+    console.print(f"wrote {count} faces of {len(photos)} photos to {out} ({format})")
+
+
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def train(
     ctx: typer.Context,
@@ -80,6 +134,7 @@ def train(
 
     config = resolve_config(recipe, ctx.args, resume_from=out / "last.pt" if resume else None,
                             time_limit=time_limit, folds=folds, fold=fold)
+    _announce_threads(config.threads)
     excluded = read_name_list(exclude) if exclude is not None else None
     if folds is not None and fold is None:
         merged = train_folds(data, config, out, exclude=excluded)
@@ -152,6 +207,7 @@ def merge_folds(
     console.print(f"wrote {merge_out_of_fold(runs, out)} out-of-fold predictions to {out}")
 
 
+ThreadsOption = Annotated[int, typer.Option(min=0, help="torch CPU threads; 0: the cores other processes leave free (core/threads.py).")]
 TtaOption = Annotated[str, typer.Option(
     help=f"Test-time augmentation: {names(TTA_MODES)} (passes: "
          + ", ".join(f"{k} {m.passes}" for k, m in TTA_MODES.items()) + ").")]
@@ -167,6 +223,7 @@ def predict(
     workers: Annotated[int, typer.Option(min=0)] = 1,
     draw: Annotated[Optional[Path], typer.Option(help="Also save a PNG grid of predictions here.")] = None,
     mean_shape: Annotated[Optional[Path], typer.Option(help="Instead of the model, predict the mean shape of this training folder (the baseline).")] = None,
+    threads: ThreadsOption = 0,
 ):
     """Predict every point of every face, in original-image pixels."""
     from densemarks.analysis.viz import prediction_grid
@@ -174,6 +231,7 @@ def predict(
     from densemarks.inference.predict import mean_shape_folder, predict_folder
 
     parse_tta(tta)  # a bad name fails before any work
+    _announce_threads(threads)
     if mean_shape is not None:
         names, points = mean_shape_folder(checkpoint, data, mean_shape)
     else:
@@ -206,9 +264,10 @@ def evaluate(
     points: Annotated[Optional[Path], typer.Option(help="test_points.csv: score only the requested points.")] = None,
     scheme: Annotated[Optional[Path], typer.Option(help="scheme.json (NME pair, regions); found beside the data when omitted.")] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the metrics as JSON here.")] = None,
+    draw: Annotated[Optional[Path], typer.Option(help="PNG of the first faces and the worst: truth beside the (first) predictions, regions as lines.")] = None,
 ):
     """Competition score, MSE, NME, failure rate and per-region NME, as a table and JSON."""
-    from densemarks.analysis.evaluate import evaluate_files, metrics_table
+    from densemarks.analysis.evaluate import draw_evaluation, evaluate_files, metrics_table
     from densemarks.core.fileio import atomic_path
 
     results = evaluate_files(predictions, answers, points, scheme)
@@ -218,6 +277,9 @@ def evaluate(
     if json_out is not None:
         with atomic_path(json_out) as tmp:
             tmp.write_text(text)
+    if draw is not None:
+        draw_evaluation(predictions[0], answers, draw, scheme_file=scheme)
+        Console(stderr=True).print(f"truth (red) beside {predictions[0]} (green), and the worst face: {draw}")
 
 
 @app.command()
@@ -258,11 +320,23 @@ OnnxOption = Annotated[Optional[Path], typer.Option(help="ONNX file for --backen
 RefineOption = Annotated[int, typer.Option(min=0, help="Re-framing passes after the detector box.")]
 
 
-def _photo_predictor(checkpoint: Path, detector: str, backend: str, onnx: Optional[Path], tta: str, refine: int):
+def _photo_predictor(checkpoint: Path, detector: str, backend: str, onnx: Optional[Path], tta: str, refine: int,
+                     threads: int):
     from densemarks.photos.predictor import Predictor
 
+    choice = _announce_threads(threads)
     return Predictor.from_checkpoint(checkpoint, detector=detector, backend=backend, onnx=onnx,
-                                     refine=refine, tta=tta)
+                                     refine=refine, tta=tta, threads=choice.threads)
+
+
+def _announce_threads(threads: int):
+    """Choose torch's thread count for this process and say so (on stderr, rank 0 only)."""
+    from densemarks.core.threads import choose_threads
+
+    choice = choose_threads(threads)
+    if _main_process():
+        Console(stderr=True).print(choice.describe(), highlight=False)
+    return choice
 
 
 @app.command()
@@ -276,12 +350,13 @@ def detect(
     tta: TtaOption = "none",
     refine: RefineOption = 1,
     draw: Annotated[Optional[Path], typer.Option(help="Folder for each photo with boxes and points drawn.")] = None,
+    threads: ThreadsOption = 0,
 ):
     """Find every face in ordinary photos and predict its landmarks, in photo pixels."""
     from densemarks.photos.predictor import detect_photos, list_photos
 
     files = list_photos(photos)
-    predictor = _photo_predictor(checkpoint, detector, backend, onnx, tta, refine)
+    predictor = _photo_predictor(checkpoint, detector, backend, onnx, tta, refine, threads)
     counts = detect_photos(predictor, files, out, draw)
     none = [str(f) for f, n in zip(files, counts) if n == 0]
     console.print(f"{sum(counts)} faces in {len(files)} photos -> {out}" + (f"; pictures in {draw}" if draw else ""))
@@ -316,11 +391,12 @@ def evaluate_photos_command(
     min_iou: Annotated[float, typer.Option(help="Box overlap for a detection to count as a face.")] = 0.4,
     limit: Annotated[Optional[int], typer.Option(help="Only the first N photos.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Folder for per_face.csv, report.json, examples.png.")] = None,
+    threads: ThreadsOption = 0,
 ):
     """Detection recall, NME over found faces, failure rate (missed faces fail), time per photo."""
     from densemarks.photos.evaluate import evaluate_photos, write_photo_report
 
-    predictor = _photo_predictor(checkpoint, detector, backend, onnx, tta, refine)
+    predictor = _photo_predictor(checkpoint, detector, backend, onnx, tta, refine, threads)
     drawn = []
     report = evaluate_photos(predictor, data, min_iou=min_iou, limit=limit,
                              on_photo=(lambda *a: drawn.append(a) if len(drawn) < 12 else None) if out else None)

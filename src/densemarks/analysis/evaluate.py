@@ -9,7 +9,8 @@ from rich.table import Table
 
 from densemarks.data.csvio import iter_aligned, read_landmarks, read_test_points, rows_for
 from densemarks.core.errors import DataError
-from densemarks.analysis.metrics import Metrics, MetricSums
+from densemarks.analysis.metrics import Metrics, MetricSums, per_face_nme
+from densemarks.analysis.viz import comparison_grid
 from densemarks.data.scheme import LandmarkScheme, known_scheme, read_scheme_file
 
 
@@ -44,6 +45,34 @@ def evaluate_files(predictions: list[Path], answers: Path, points: Path | None =
             total.add(pred, truth.points[truth_rows[at]], None if requested is None else requested[at])
         results[path] = total.metrics()
     return results
+
+
+def draw_evaluation(predictions: Path, answers: Path, out: Path, images: Path | None = None,
+                    scheme_file: Path | None = None, count: int = 6) -> float:
+    """Save `out`: the first `count` faces and the worst one, truth beside prediction, regions as
+    lines, each captioned with its NME (mean point error in pixels without an NME pair).
+    Images from `images` (default: images/ beside the answers). Returns the worst error."""
+    truth = read_landmarks(answers, cache=False)
+    scheme = find_scheme(answers, truth.num_points, scheme_file)
+    images = Path(images) if images is not None else Path(answers).parent / "images"
+
+    def error(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
+        if scheme.norm_points is not None:
+            return per_face_nme(pred, true, scheme.norm_points)
+        return np.linalg.norm(pred - true, axis=2).mean(axis=1)
+
+    unit = "%" if scheme.norm_points is not None else " px"
+    shown, worst = [], None
+    for at, pred in iter_aligned(predictions, truth.file_names, truth.num_points, "prediction"):
+        true = np.asarray(truth.points[at], np.float64)
+        errors = error(np.asarray(pred, np.float64), true)
+        for i in np.flatnonzero(at < count):
+            shown.append((int(at[i]), (str(truth.file_names[at[i]]), true[i], pred[i], f"NME {errors[i]:.1f}{unit}")))
+        j = int(np.argmax(errors))
+        if worst is None or errors[j] > worst[0]:
+            worst = (float(errors[j]), (str(truth.file_names[at[j]]), true[j], pred[j], f"worst: {errors[j]:.1f}{unit}"))
+    comparison_grid(images, [face for _, face in sorted(shown, key=lambda s: s[0])], scheme, out, worst=worst[1])
+    return worst[0]
 
 
 def metrics_table(results: dict[Path, Metrics]) -> Table:

@@ -32,17 +32,22 @@ class LandmarkScheme:
     """flip_index[i] is the point that point i becomes after a horizontal mirror of the image.
 
     norm_points: the two points whose distance normalises NME (None when unknown).
+    regions: contiguous index ranges, each drawn as a line through its points in order.
+    lines: extra point pairs to draw (a COCO skeleton, for example); empty for most schemes.
     """
 
     num_points: int
     flip_index: np.ndarray
     norm_points: tuple[int, int] | None = None
     regions: tuple[Region, ...] = field(default_factory=tuple)
+    lines: tuple[tuple[int, int], ...] = field(default_factory=tuple)
 
     def __post_init__(self):
         check_flip_index(self.flip_index, self.num_points)
         if self.norm_points is not None and not all(0 <= p < self.num_points for p in self.norm_points):
             raise ValueError(f"norm_points {self.norm_points} out of range for {self.num_points} points")
+        if any(not 0 <= p < self.num_points for line in self.lines for p in line):
+            raise ValueError(f"a line's point lies outside 0..{self.num_points - 1}")
 
     def to_dict(self) -> dict:
         return {
@@ -50,6 +55,7 @@ class LandmarkScheme:
             "norm_points": None if self.norm_points is None else list(self.norm_points),
             "regions": [{"name": r.name, "start": r.start, "stop": r.stop} for r in self.regions],
             "flip_index": [int(i) for i in self.flip_index],
+            "lines": [[int(a), int(b)] for a, b in self.lines],
         }
 
     @classmethod
@@ -61,6 +67,7 @@ class LandmarkScheme:
             norm_points=None if norm is None else (int(norm[0]), int(norm[1])),
             regions=tuple(Region(r["name"], int(r["start"]), int(r["stop"]))
                           for r in data.get("regions", [])),
+            lines=tuple((int(a), int(b)) for a, b in data.get("lines", [])),
         )
 
     def save(self, path: str | Path) -> None:
@@ -80,8 +87,15 @@ KNOWN_SCHEMES: dict[int, dict] = {
     68: {  # iBUG 300-W; NME by the outer eye corners
         "norm_points": (36, 45),
         "regions": [("jaw", 0, 17), ("brow_right", 17, 22), ("brow_left", 22, 27),
-                    ("nose", 27, 36), ("eye_right", 36, 42), ("eye_left", 42, 48),
-                    ("mouth", 48, 68)],
+                    ("nose_bridge", 27, 31), ("nose_base", 31, 36), ("eye_right", 36, 42),
+                    ("eye_left", 42, 48), ("mouth_outer", 48, 60), ("mouth_inner", 60, 68)],
+    },
+    98: {  # WFLW; NME by the outer eye corners ("inter-ocular", as WFLW's papers report it)
+        "norm_points": (60, 72),
+        "regions": [("contour", 0, 33), ("brow_right", 33, 42), ("brow_left", 42, 51),
+                    ("nose_bridge", 51, 55), ("nose_base", 55, 60), ("eye_right", 60, 68),
+                    ("eye_left", 68, 76), ("mouth_outer", 76, 88), ("mouth_inner", 88, 96),
+                    ("pupils", 96, 98)],
     },
 }
 

@@ -53,9 +53,11 @@ class Predictor:
     by the flip index) and over its framings (crops warped with a rotation or zoom composed in)."""
 
     def __init__(self, landmarker, framing: Framing, flip_index: np.ndarray, *, detector=None,
-                 refine: int = 1, tta: str | Tta = "none", norm_points: tuple[int, int] | None = None):
+                 refine: int = 1, tta: str | Tta = "none", norm_points: tuple[int, int] | None = None,
+                 scheme=None):
         self.landmarker = landmarker
         self.norm_points = norm_points  # the scheme's NME pair, for evaluation
+        self.scheme = scheme  # the checkpoint's LandmarkScheme, for drawing regions as lines
         self.framing = framing
         self.flip_index = np.asarray(flip_index)
         self.detector = detector
@@ -81,7 +83,7 @@ class Predictor:
         if isinstance(detector, str):
             detector = create_detector(detector)
         return cls(landmarker, framing, state.scheme.flip_index, detector=detector,
-                   refine=refine, tta=tta, norm_points=state.scheme.norm_points)
+                   refine=refine, tta=tta, norm_points=state.scheme.norm_points, scheme=state.scheme)
 
     def __call__(self, photo: str | Path | np.ndarray | LoadedImage) -> list[Face]:
         """Every face the detector finds, best score first; [] when there is none."""
@@ -193,7 +195,7 @@ def detect_photos(predictor: Predictor, files: list[Path], out: Path, draw: Path
                                    "points": f.points.round(2).tolist()} for f in faces]})
         if draw is not None:
             Path(draw).mkdir(parents=True, exist_ok=True)
-            save_rgb(Path(draw) / f"{path.stem}.jpg", draw_faces(image.pixels, faces))
+            save_rgb(Path(draw) / f"{path.stem}.jpg", draw_faces(image.pixels, faces, scheme=predictor.scheme))
     with atomic_path(out) as tmp:
         if out.suffix.lower() == ".json":
             tmp.write_text(json.dumps(records))

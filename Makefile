@@ -27,14 +27,14 @@ demo: $(STAMP) weights
 	$(DM) synth --out demo/data --train 600 --test 100 --points 971 --seed 0 --overwrite
 	$(DM) info --data demo/data
 	rm -rf demo/run
-	$(DM) train --data demo/data --out demo/run --recipe fast-cpu epochs=12 --time-limit 2m
-	$(DM) predict --checkpoint demo/run/best.pt --data demo/data/test --out demo/predictions.csv --draw demo/predictions.png
+	$(DM) train --data demo/data --out demo/run --recipe demo
+	$(DM) predict --checkpoint demo/run/best.pt --data demo/data/test --out demo/predictions.csv
 	$(DM) predict --checkpoint demo/run/best.pt --data demo/data/test --out demo/mean_shape.csv --mean-shape demo/data/train
-	$(DM) evaluate --predictions demo/predictions.csv --predictions demo/mean_shape.csv \
-		--answers demo/data/test/answers.csv --points demo/data/test/test_points.csv --json demo/metrics.json
 	$(DM) submit --predictions demo/predictions.csv --points demo/data/test/test_points.csv --out demo/submission.csv
 	$(DM) export --checkpoint demo/run/best.pt --out demo/model.onnx
-	@echo "demo done: demo/predictions.png, demo/run/curves.png, demo/metrics.json, demo/submission.csv, demo/model.onnx"
+	$(DM) evaluate --predictions demo/predictions.csv --predictions demo/mean_shape.csv \
+		--answers demo/data/test/answers.csv --json demo/metrics.json --draw demo/compare.png
+	@echo "demo done: demo/compare.png (truth red, prediction green), demo/run/curves.png, demo/metrics.json, demo/submission.csv, demo/model.onnx"
 
 test: $(STAMP) weights
 	$(BIN)/python -m pytest -q

@@ -31,14 +31,16 @@ def run_cli(*args, check: bool = True, torch_home: Path | None = None, timeout: 
 
 
 def one_line_error(result: subprocess.CompletedProcess, *words: str) -> str:
-    """The promise for bad input: exit 2, one line `error: ...` holding every word, no traceback."""
+    """The promise for bad input: exit 2, one line `error: ...` holding every word, last on
+    standard error (progress bars of work done before the problem may precede it), no traceback."""
     assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
+    assert lines and lines[-1].startswith("error: "), result.stderr
+    assert not any(line.startswith("error") for line in lines[:-1]), result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
     for word in words:
-        assert word in lines[0], lines[0]
-    return lines[0]
+        assert word in lines[-1], lines[-1]
+    return lines[-1]
 
 
 def _synthetic(tmp_path_factory, name: str, train: int, test: int, points: int, seed: int) -> Path:

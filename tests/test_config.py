@@ -31,7 +31,7 @@ def test_overrides_are_typed():
 
 @pytest.mark.parametrize("item, words", [
     ("lerning_rate=1", "did you mean 'lr'"), ("augment.flip=0.5", "did you mean 'flip_p'"),
-    ("epochs=many", "expected int"), ("amp=maybe", "expected bool"), ("augment.crop=zoom", "augment.crop=.zoom. is not one of cover, fit or stretch"),
+    ("epochs=many", "expected a whole number"), ("amp=maybe", "expected true or false"), ("augment.crop=zoom", "augment.crop=.zoom. is not one of cover, fit or stretch"),
     ("nokey", "not key=value"), ("augmnt.flip_p=1", "did you mean 'augment'"),
     ("loss=l2", "did you mean 'l1'"), ("scheduler=cosine", "not one of"), ("mode=frozen", "not one of"),
 ])

@@ -72,3 +72,17 @@ def test_network_outputs_what_decode_takes(name):
 def test_an_unknown_head_names_the_known_ones():
     with pytest.raises(DataError, match=r"head='hetmap' is not one of regression or heatmap; did you mean 'heatmap'"):
         _head("hetmap")
+
+
+def test_a_regression_network_starts_from_the_mean_face():
+    """start_from: the untrained network's answer is the mean face, wherever the input."""
+    head = _head("regression")
+    torch.manual_seed(0)
+    model = head.network("resnet18", 4, weights="none").eval()
+    mean = POINTS.mean(0).numpy()
+    with torch.no_grad():
+        before = head.decode(model(torch.rand(2, 3, *SIZE))).points
+        head.start_from(model, mean)
+        after = head.decode(model(torch.rand(2, 3, *SIZE))).points
+    far = float((before - torch.as_tensor(mean)).abs().max())
+    assert float((after - torch.as_tensor(mean)).abs().max()) < max(0.5, far / 5)

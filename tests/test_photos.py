@@ -235,3 +235,31 @@ def test_checkpoint_without_framing_or_onnx_file_is_a_clear_error(model, photo, 
                         "--out", tmp_path / "g.json", check=False)
     one_line_error(result, "none.onnx")
     assert not (tmp_path / "f.json").exists() and not (tmp_path / "g.json").exists()
+
+
+def test_detect_survives_bad_photos_and_keeps_names_apart(model, photo, tmp_path):
+    """One unreadable photo, a tiny one, a bomb and two photos named alike: every other photo
+    is processed and written; the bad ones are listed in the output and on screen; exit 1."""
+    path, _, _ = photo
+    folder = tmp_path / "batch"
+    (folder / "a").mkdir(parents=True)
+    (folder / "b").mkdir()
+    for target in (folder / "a" / "x.png", folder / "b" / "x.png", folder / "a" / "x.jpg"):
+        Image.open(path).save(target)
+    (folder / "a" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really")
+    Image.fromarray(np.full((10, 10, 3), 90, np.uint8)).save(folder / "a" / "tiny.png")
+    Image.fromarray(np.full((1, 1, 3), 90, np.uint8)).save(folder / "a" / "dot.png")
+    result = run_cli("detect", folder / "a", folder / "b", "--checkpoint", model, "--out", tmp_path / "f.json",
+                     "--draw", tmp_path / "drawn", check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "1 photo(s) could not be read" in result.stderr and "broken.jpg" in result.stderr
+    records = {r["file"]: r for r in json.loads((tmp_path / "f.json").read_text())}
+    assert len(records) == 6
+    assert records[str(folder / "a" / "broken.jpg")]["faces"] is None and "broken.jpg" in records[str(folder / "a" / "broken.jpg")]["error"]
+    assert records[str(folder / "a" / "tiny.png")]["faces"] == [] and records[str(folder / "a" / "dot.png")]["faces"] == []
+    assert all(len(records[str(p)]["faces"]) == 2 for p in (folder / "a" / "x.png", folder / "b" / "x.png", folder / "a" / "x.jpg"))
+    drawn = sorted(p.name for p in (tmp_path / "drawn").iterdir())
+    assert {"a__x_png.jpg", "b__x_png.jpg", "a__x_jpg.jpg"} <= set(drawn) and len(drawn) == 5
+    run_cli("detect", folder / "a", "--checkpoint", model, "--out", tmp_path / "f.csv", check=False)
+    rows = (tmp_path / "f.csv").read_text().splitlines()
+    assert rows[0].endswith("\terror") and any(r.startswith(str(folder / "a" / "broken.jpg")) and "not" in r for r in rows)

@@ -25,7 +25,7 @@ def test_default_threads_follow_the_free_cores(monkeypatch):
         _machine(monkeypatch, cores=2, busy_percent=50)  # one core busy elsewhere
         choice = threads.choose_threads()
         assert choice.threads == 1 and torch.get_num_threads() == 1
-        assert "1 of 2 cores (1.0 busy" in choice.describe()
+        assert "1 of 2 cores (1.0 busy elsewhere" in choice.describe()
         _machine(monkeypatch, cores=2, busy_percent=100)  # never fewer than one
         assert threads.choose_threads().threads == 1
         _machine(monkeypatch, cores=16, busy_percent=0, ranks=4)  # torchrun: ranks share the cores

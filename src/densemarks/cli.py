@@ -45,6 +45,7 @@ def synth(
     """Write a synthetic dataset in the competition layout."""
     from densemarks.data.synth import synthesize
 
+    _will_write(out, folder=True)
     synthesize(out, train, test, points, seed, overwrite=overwrite, workers=workers)
     console.print(f"wrote {train} training and {test} test faces with {points} points to {out}")
 
@@ -78,6 +79,7 @@ def convert(
     from densemarks.data.formats import guess_format, reader
     from densemarks.data.formats.convert import convert as run_convert
 
+    _will_write(out, folder=True)
     name = guess_format(source) if format == "auto" else format
     read = reader(name)
     found = read(source, images, category) if name == "coco" else read(source, images)
@@ -105,6 +107,7 @@ def export_points(
     from densemarks.data.formats import writer
     from densemarks.data.formats.export import photos_from_predictions
 
+    _will_write(out, folder=format == "pts")
     write = writer(format)
     photos = photos_from_predictions(predictions, images, sources)
     if format == "coco":
@@ -132,9 +135,13 @@ def train(
     from densemarks.training.loop import train as run_training
     from densemarks.training.setup import resolve_config
 
+    _will_write(out, folder=True)
     config = resolve_config(recipe, ctx.args, resume_from=out / "last.pt" if resume else None,
                             time_limit=time_limit, folds=folds, fold=fold)
     _announce_threads(config.threads)
+    global _kept_on_interrupt
+    _kept_on_interrupt = (f"{out}/last.pt holds the last finished epoch (if one finished); the same command with "
+                          "--resume continues from it")
     excluded = read_name_list(exclude) if exclude is not None else None
     if folds is not None and fold is None:
         merged = train_folds(data, config, out, exclude=excluded)
@@ -159,6 +166,7 @@ def ensemble_command(
     """Average several models' predictions, with given or fitted non-negative weights."""
     from densemarks.inference.ensemble import ensemble_files
 
+    _will_write(out)
     chosen, fit, faces = ensemble_files(predictions, out, weights, answers, val, per_region, scheme)
     if fit is not None:
         for path, m in zip(val or predictions, fit.members):
@@ -204,6 +212,7 @@ def merge_folds(
     """Merge the folds' validation predictions into one out-of-fold file (training order)."""
     from densemarks.training.kfold import merge_out_of_fold
 
+    _will_write(out)
     console.print(f"wrote {merge_out_of_fold(runs, out)} out-of-fold predictions to {out}")
 
 
@@ -230,6 +239,8 @@ def predict(
     from densemarks.data.csvio import write_landmarks
     from densemarks.inference.predict import mean_shape_folder, predict_folder
 
+    _will_write(out)
+    _will_write(draw)
     parse_tta(tta)  # a bad name fails before any work
     _announce_threads(threads)
     if mean_shape is not None:
@@ -253,6 +264,7 @@ def submit(
     """Write the Kaggle submission: requested points, rounded, in test_points.csv order."""
     from densemarks.inference.submission import write_submission
 
+    _will_write(out)
     rows = write_submission(predictions, points, out)
     console.print(f"wrote {rows} rows to {out}")
 
@@ -263,18 +275,21 @@ def evaluate(
     answers: Annotated[Path, typer.Option(help="The truth, landmarks.csv layout.")],
     points: Annotated[Optional[Path], typer.Option(help="test_points.csv: score only the requested points.")] = None,
     scheme: Annotated[Optional[Path], typer.Option(help="scheme.json (NME pair, regions); found beside the data when omitted.")] = None,
-    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the metrics as JSON here.")] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the metrics as JSON here (default: on stdout, after the table).")] = None,
     draw: Annotated[Optional[Path], typer.Option(help="PNG of the first faces and the worst: truth beside the (first) predictions, regions as lines.")] = None,
 ):
     """Competition score, MSE, NME, failure rate and per-region NME, as a table and JSON."""
     from densemarks.analysis.evaluate import draw_evaluation, evaluate_files, metrics_table
     from densemarks.core.fileio import atomic_path
 
+    _will_write(json_out)
+    _will_write(draw)
     results = evaluate_files(predictions, answers, points, scheme)
     console.print(metrics_table(results))
     text = json.dumps({str(k): v.to_dict() for k, v in results.items()}, indent=2)
-    print(text)
-    if json_out is not None:
+    if json_out is None:
+        print(text)
+    else:
         with atomic_path(json_out) as tmp:
             tmp.write_text(text)
     if draw is not None:
@@ -293,6 +308,7 @@ def clean(
     """Rank training faces by likely label noise: out-of-fold error and Procrustes residual."""
     from densemarks.analysis.noise import clean_report
 
+    _will_write(out, folder=True)
     ranking, count = clean_report(data, out, oof, top, gallery)
     console.print(f"ranked {len(ranking.rows)} faces; top {count} in {out / 'exclude.txt'} "
                   f"(train --exclude it); labels (green) and out-of-fold predictions (red) in {out / 'worst.png'}")
@@ -307,6 +323,7 @@ def analyze(
     """Head pose (roll, yaw, pitch proxies), mean shape, point spread, sizes and outliers."""
     from densemarks.analysis.report import write_report
 
+    _will_write(out, folder=True)
     facts = write_report(data, out, sample)
     roll = facts["roll_deg"]
     console.print(f"{facts['faces']} faces; roll median {roll['median']:.1f} deg (5-95%: {roll['p5']:.1f} to "
@@ -330,12 +347,13 @@ def _photo_predictor(checkpoint: Path, detector: str, backend: str, onnx: Option
 
 
 def _announce_threads(threads: int):
-    """Choose torch's thread count for this process and say so (on stderr, rank 0 only)."""
+    """Choose torch's thread count for this process and say so (rank 0 only; on standard error
+    when standard output carries the result)."""
     from densemarks.core.threads import choose_threads
 
     choice = choose_threads(threads)
     if _main_process():
-        Console(stderr=True).print(choice.describe(), highlight=False)
+        console.print(choice.describe(), highlight=False, soft_wrap=True)
     return choice
 
 
@@ -355,13 +373,21 @@ def detect(
     """Find every face in ordinary photos and predict its landmarks, in photo pixels."""
     from densemarks.photos.predictor import detect_photos, list_photos
 
+    _will_write(out)
+    _will_write(draw, folder=True)
     files = list_photos(photos)
     predictor = _photo_predictor(checkpoint, detector, backend, onnx, tta, refine, threads)
-    counts = detect_photos(predictor, files, out, draw)
-    none = [str(f) for f, n in zip(files, counts) if n == 0]
-    console.print(f"{sum(counts)} faces in {len(files)} photos -> {out}" + (f"; pictures in {draw}" if draw else ""))
+    result = detect_photos(predictor, files, out, draw)
+    none = [str(f) for f, n in zip(files, result.faces) if n == 0]
+    found = sum(n for n in result.faces if n)
+    console.print(f"{found} faces in {len(files)} photos -> {out}" + (f"; pictures in {draw}" if draw else ""))
     if none:
         console.print(f"no face found in {len(none)} photo(s): " + ", ".join(none[:5]) + (" ..." if len(none) > 5 else ""))
+    if result.failures:
+        Console(stderr=True).print(f"{len(result.failures)} photo(s) could not be read (listed in {out}): "
+                                   + "; ".join(result.failures[:3]) + (" ..." if len(result.failures) > 3 else ""),
+                                   markup=False, highlight=False)
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -373,6 +399,7 @@ def export(
     """Export the model with its decoding to ONNX; verified against torch before it is kept."""
     from densemarks.inference.export import export_onnx
 
+    _will_write(out)
     result = export_onnx(checkpoint, out, opset=opset)
     h, w = result.input_size
     console.print(f"wrote {out}: input crops (B, {h}, {w}, 3) uint8 RGB, output points (B, K, 2) in crop pixels; "
@@ -396,6 +423,7 @@ def evaluate_photos_command(
     """Detection recall, NME over found faces, failure rate (missed faces fail), time per photo."""
     from densemarks.photos.evaluate import evaluate_photos, write_photo_report
 
+    _will_write(out, folder=True)
     predictor = _photo_predictor(checkpoint, detector, backend, onnx, tta, refine, threads)
     drawn = []
     report = evaluate_photos(predictor, data, min_iou=min_iou, limit=limit,
@@ -412,20 +440,51 @@ def evaluate_photos_command(
         console.print(f"per-face results and pictures in {out}")
 
 
+# What an interrupted command leaves behind (train says how to resume): the last line on Ctrl-C.
+_kept_on_interrupt = "nothing half-written was left (each output is written whole or not at all)"
+
+
+def _will_write(path: Optional[Path], folder: bool = False) -> None:
+    """Check an output before any long work (core/fileio.check_output); `-` for a file means
+    standard output, and this command's messages then go to standard error."""
+    from densemarks.core.fileio import check_output
+
+    if path is None:
+        return
+    check_output(path, folder=folder)
+    if str(path) == "-":
+        console.file = sys.stderr
+
+
 def _main_process() -> bool:
     """False in the other ranks of a torchrun job: only rank 0 writes and reports."""
     return int(os.environ.get("RANK", "0")) == 0
+
+
+def _close_progress_bars() -> None:
+    """Close the bars an exception left open, so the last line on screen is the message."""
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", [])):
+        bar.close()
 
 
 def main() -> None:
     try:
         app()
     except DataError as exc:
+        _close_progress_bars()
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        _close_progress_bars()
+        print(f"interrupted: {_kept_on_interrupt}", file=sys.stderr)
         sys.exit(130)
+    except SystemExit as exc:
+        if exc.code == 130:  # typer turns Ctrl-C (KeyboardInterrupt) into a silent exit 130
+            _close_progress_bars()
+            print(f"interrupted: {_kept_on_interrupt}", file=sys.stderr)
+        raise
     finally:
         if "densemarks.core.distributed" in sys.modules:  # leave a torchrun process group cleanly
             sys.modules["densemarks.core.distributed"].shutdown()

@@ -9,7 +9,7 @@ from rich.table import Table
 
 from densemarks.data.csvio import iter_aligned, read_landmarks, read_test_points, rows_for
 from densemarks.core.errors import DataError
-from densemarks.analysis.metrics import Metrics, MetricSums, per_face_nme
+from densemarks.analysis.metrics import Metrics, MetricSums, check_norm_distances, per_face_nme
 from densemarks.analysis.viz import comparison_grid
 from densemarks.data.scheme import LandmarkScheme, known_scheme, read_scheme_file
 
@@ -33,6 +33,7 @@ def evaluate_files(predictions: list[Path], answers: Path, points: Path | None =
     predictions file streams through, so its size does not matter."""
     truth = read_landmarks(answers, cache=False)
     scheme = find_scheme(answers, truth.num_points, scheme_file)
+    check_norm_distances(answers, truth.file_names, truth.points, scheme.norm_points)
     names, truth_rows, requested = truth.file_names, np.arange(len(truth)), None
     if points is not None:
         tp = read_test_points(points, truth.num_points)

@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from densemarks.core.errors import DataError
+
 from densemarks.data.scheme import LandmarkScheme
 
 FAILURE_NME = 10.0  # percent
@@ -35,6 +37,22 @@ def per_face_nme(pred: np.ndarray, truth: np.ndarray, norm_points: tuple[int, in
     a, b = norm_points
     norm = np.linalg.norm(truth[:, a] - truth[:, b], axis=1)
     return np.linalg.norm(pred - truth, axis=2).mean(axis=1) / np.maximum(norm, 1e-9) * 100
+
+
+def check_norm_distances(path, names: np.ndarray, truth: np.ndarray, norm_points: tuple[int, int] | None) -> None:
+    """NME divides by the distance between the two normalising points of each true face: a face
+    whose two points coincide is an error in the truth (line = row + 2), not an infinite NME."""
+    if norm_points is None:
+        return
+    a, b = norm_points
+    rows = 8192  # faces at a time: the truth may be a memory map of any size
+    for start in range(0, len(truth), rows):
+        block = np.asarray(truth[start:start + rows], np.float64)
+        zero = np.flatnonzero(np.linalg.norm(block[:, a] - block[:, b], axis=1) < 1e-6)
+        if zero.size:
+            row = start + int(zero[0])
+            raise DataError(path, f"{names[row]}: normalising points {a} and {b} coincide, so NME is undefined",
+                            line=row + 2)
 
 
 def competition_score(pred: np.ndarray, truth: np.ndarray, requested: np.ndarray | None = None) -> float:

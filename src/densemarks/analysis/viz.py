@@ -13,6 +13,7 @@ from densemarks.data.scheme import LandmarkScheme
 
 TRUTH_COLOUR = (255, 60, 60)
 PREDICTION_COLOUR = (40, 230, 40)
+CAPTION_BAR = 18  # pixels under each tile of `comparison_grid`
 
 
 def draw_points(pixels: np.ndarray, points: np.ndarray, colour=(0, 255, 0), truth: np.ndarray | None = None) -> np.ndarray:
@@ -66,10 +67,11 @@ def _tile(drawn: np.ndarray, tile: tuple[int, int], caption: str | None, caption
     h, w = drawn.shape[:2]
     scale = min(tile[0] / w, tile[1] / h)
     resized = cv2.resize(drawn, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
-    canvas = np.zeros((tile[1], tile[0], 3), np.uint8)
+    canvas = np.zeros((tile[1] + CAPTION_BAR, tile[0], 3), np.uint8)  # the caption below, never on the face
     canvas[: resized.shape[0], : resized.shape[1]] = resized
     if caption:
-        cv2.putText(canvas, caption, (4, tile[1] - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.45, caption_colour, 1, cv2.LINE_AA)
+        cv2.putText(canvas, caption, (4, tile[1] + CAPTION_BAR - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.45, caption_colour, 1,
+                    cv2.LINE_AA)
     return canvas
 
 

@@ -8,7 +8,11 @@ from pathlib import Path
 class DataError(Exception):
     """Bad input, located as precisely as we can: file, line (1-based, header is line 1), what."""
 
-    def __init__(self, path: str | Path | None, message: str, line: int | None = None):
+    def __init__(self, path: str | Path | None, message: str = "", line: int | None = None):
+        if isinstance(path, str) and not message:
+            # rebuilt from one text: unpickled (DataError(str(e))), or re-raised in the main
+            # process from a DataLoader worker (DataError(its traceback text))
+            path, message = None, _from_worker(path) if path.startswith(_WORKER) else path
         self.path = None if path is None else str(path)
         self.line = line
         self.message = message
@@ -16,3 +20,13 @@ class DataError(Exception):
         if line is not None:
             where += f", line {line}"
         super().__init__(f"{where}: {message}" if where else message)
+
+
+_WORKER = "Caught DataError in DataLoader worker"
+_PREFIX = f"{__name__}.DataError: "
+
+
+def _from_worker(text: str) -> str:
+    """The original one-line message out of the traceback text a DataLoader worker sends."""
+    found = [line[len(_PREFIX):] for line in text.splitlines() if line.startswith(_PREFIX)]
+    return (found[-1] if found else text.splitlines()[-1]) + " (in a data loader process)"

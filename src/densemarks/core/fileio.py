@@ -1,14 +1,21 @@
-"""Atomic output (write a temporary file, then rename) and the per-data cache folder."""
+"""Output that is checked before long work, written atomically (a temporary file renamed into
+place, or `-` for standard output), run folders one process at a time, and the per-data cache
+folder."""
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import os
 import shutil
+import stat
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+from densemarks.core.errors import DataError
 
 
 def _usual_mode(base: int) -> int:
@@ -17,13 +24,56 @@ def _usual_mode(base: int) -> int:
     return base & ~umask
 
 
+STDOUT = "-"
+MIN_FREE_BYTES = 1 << 20
+
+
+def check_output(path: str | Path, *, folder: bool = False) -> None:
+    """Raise a one-line DataError now, before any long work, when `path` cannot be written:
+    a folder where a file is wanted (or the reverse), a FIFO, device or socket (never replaced),
+    a parent that is a file, a folder without write permission, or a full disk. `-` (standard
+    output) always passes for a file."""
+    if str(path) == STDOUT and not folder:
+        return
+    path = Path(path)
+    if path.exists():
+        if folder and not path.is_dir():
+            raise DataError(path, "exists and is not a folder")
+        if not folder and path.is_dir():
+            raise DataError(path, "is a folder; give a file name")
+        if not folder and not stat.S_ISREG(path.stat().st_mode):
+            raise DataError(path, "is not a regular file (a FIFO, device or socket); refusing to replace it")
+    parent = path if folder and path.is_dir() else path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise DataError(path, f"{parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise DataError(path, f"folder {parent} is not writable")
+    if shutil.disk_usage(parent).free < MIN_FREE_BYTES:
+        raise DataError(path, f"no space left on the disk of {parent}")
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success rename it onto `path`, else delete it.
+    `-`: the file goes to standard output once it is complete. A FIFO, device or socket at
+    `path` is never replaced.
 
     The temporary name keeps the suffix so libraries that pick a format by extension still work.
     """
+    if str(path) == STDOUT:
+        with tempfile.TemporaryDirectory() as folder:
+            tmp = Path(folder) / "stdout"
+            yield tmp
+            with open(tmp, "rb") as f:
+                sys.stdout.flush()
+                shutil.copyfileobj(f, sys.stdout.buffer)
+                sys.stdout.buffer.flush()
+        return
     path = Path(path)
+    if path.is_dir() or (path.exists() and not stat.S_ISREG(path.stat().st_mode)):
+        check_output(path)  # says which
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.tmp.", suffix=path.suffix, dir=path.parent)
     os.close(fd)
@@ -66,3 +116,27 @@ def cache_dir_for(source: str | Path) -> Path:
     folder = root / key
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+@contextlib.contextmanager
+def run_lock(folder: str | Path) -> Iterator[None]:
+    """Hold FOLDER/.lock for as long as the block runs: a second process that wants the same
+    folder is refused at once. The lock is the operating system's (flock), so a process that
+    crashes or is killed leaves nothing stuck."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            raise DataError(folder, f"is in use by {holder}; wait for it, or choose another --out") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"process {os.getpid()}")
+        f.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)

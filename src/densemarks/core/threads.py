@@ -29,8 +29,7 @@ class ThreadChoice:
     def describe(self) -> str:
         if self.requested:
             return f"torch threads: {self.threads} (as requested; {self.cores} cores)"
-        return (f"torch threads: {self.threads} of {self.cores} cores ({self.busy:.1f} busy with other "
-                f"processes); threads=N or --threads N sets it")
+        return f"torch threads: {self.threads} of {self.cores} cores ({self.busy:.1f} busy elsewhere; threads=N sets it)"
 
 
 def usable_cores() -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import json
 import os
 from collections.abc import Iterator
@@ -27,6 +28,91 @@ from densemarks.data.fastcsv import WINDOW_BYTES, NotPlain, iter_plain, parse_pl
 from densemarks.core.fileio import atomic_path, cache_dir_for
 
 CACHE_VERSION = 1
+BOM = b"\xef\xbb\xbf"
+
+
+def _text_source(path: Path) -> Path:
+    """The file to parse for `path`: itself, or, when it starts with a UTF-8 byte-order mark or
+    ends its lines with CR alone (old Mac), a plain copy in its cache folder (the same lines, so
+    every message keeps its line number), made once per version of the file."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1 << 16)
+    except OSError:
+        return path  # read_header says what is wrong
+    bom, cr_only = head.startswith(BOM), b"\r" in head and b"\n" not in head
+    if not (bom or cr_only):
+        return path
+    folder = cache_dir_for(path)
+    copy, key_file = folder / f".{path.name}.plain{path.suffix}", folder / f".{path.name}.plain.json"
+    key = _source_key(path)
+    try:
+        if copy.is_file() and json.loads(key_file.read_text()) == key:
+            return copy
+    except (OSError, ValueError):
+        pass
+    with atomic_path(copy) as tmp, open(path, "rb") as src, open(tmp, "wb") as dst:
+        first = True
+        for chunk in iter(lambda: src.read(1 << 24), b""):
+            if first and bom:
+                chunk = chunk[len(BOM):]
+            first = False
+            dst.write(chunk.replace(b"\r", b"\n") if cr_only else chunk)
+    with atomic_path(key_file) as tmp:
+        tmp.write_text(json.dumps(key))
+    return copy
+
+
+def _rows(reader, path: Path):
+    """A csv reader's rows; its own errors (a field over the size limit, a NUL byte) as DataError."""
+    try:
+        yield from reader
+    except csv.Error as exc:
+        raise DataError(path, f"cannot parse: {exc}", line=reader.line_num) from None
+
+
+def _non_utf8(path: Path) -> DataError:
+    """The first line of `path` that is not UTF-8, as the error to raise."""
+    with open(path, "rb") as f:
+        for line, raw in enumerate(f, start=1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                return DataError(path, f"byte 0x{raw[exc.start]:02x} at column {exc.start + 1} is not UTF-8 text", line=line)
+    return DataError(path, "not UTF-8 text")
+
+
+def _renamed(exc: DataError, source: Path, path: Path) -> DataError:
+    return DataError(path, exc.message, exc.line) if exc.path == str(source) else exc
+
+
+def plain_text(func):
+    """Read the CSV `path` (the first argument) as plain UTF-8 text with LF or CRLF line ends:
+    a byte-order mark or CR-only line ends are read through `_text_source`'s copy (messages
+    still name `path`); bytes that are not UTF-8 are a one-line error naming the line."""
+    @functools.wraps(func)
+    def wrapper(path, *args, **kwargs):
+        path = Path(path)
+        source = _text_source(path)
+        try:
+            return func(source, *args, **kwargs)
+        except DataError as exc:
+            raise _renamed(exc, source, path) from None
+        except UnicodeDecodeError:
+            raise _non_utf8(path) from None
+
+    @functools.wraps(func)
+    def generator(path, *args, **kwargs):
+        path = Path(path)
+        source = _text_source(path)
+        try:
+            yield from func(source, *args, **kwargs)
+        except DataError as exc:
+            raise _renamed(exc, source, path) from None
+        except UnicodeDecodeError:
+            raise _non_utf8(path) from None
+
+    return generator if func.__code__.co_flags & 0x20 else wrapper  # 0x20: a generator function
 
 
 @dataclass(frozen=True)
@@ -101,10 +187,11 @@ def point_columns(num_points: int) -> list[str]:
     return [f"Point_{i}_{axis}" for i in range(num_points) for axis in ("X", "Y")]
 
 
+@plain_text
 def read_header(path: Path) -> list[str]:
     if not path.is_file():
         raise DataError(path, "file not found")
-    with open(path, newline="") as f:
+    with open(path, newline="", encoding="utf-8") as f:
         header = next(csv.reader(f, delimiter="\t"), None)
     if not header or not any(h.strip() for h in header):
         raise DataError(path, "empty file: expected a tab-separated header", line=1)
@@ -114,8 +201,11 @@ def read_header(path: Path) -> list[str]:
 def _check_landmark_header(path: Path, header: list[str]) -> int:
     """Validate the header and return K."""
     if header[0] != "file_name":
+        if "," in header[0] or ";" in header[0]:
+            raise DataError(path, f"the header {header[0][:40]!r}... is not tab-separated: tab-separated expected "
+                                  "(the competition's layout)", line=1)
         raise DataError(path, f"first column is {header[0]!r}, expected 'file_name' "
-                        "(is the file tab-separated?)", line=1)
+                        "(tab-separated expected)", line=1)
     if len(header) < 3 or (len(header) - 1) % 2:
         raise DataError(path, f"header has {len(header)} columns; expected file_name and an X,Y "
                         "column pair per point", line=1)
@@ -126,6 +216,7 @@ def _check_landmark_header(path: Path, header: list[str]) -> int:
     return num_points
 
 
+@plain_text
 def landmark_count(path: str | Path) -> int:
     """K, the points per face of a landmarks.csv, from its header (checked)."""
     return _check_landmark_header(Path(path), read_header(Path(path)))
@@ -156,6 +247,7 @@ def _load_cache(path: Path) -> LandmarkTable | None:
     return LandmarkTable(names, points)
 
 
+@plain_text
 def read_landmarks(path: str | Path, *, cache: bool = True) -> LandmarkTable:
     """Load a landmarks.csv. Raises DataError naming the line and cell of any problem.
 
@@ -221,6 +313,7 @@ def _parse_landmarks(path: Path, header: list[str], num_points: int, points_file
     return table
 
 
+@plain_text
 def iter_landmarks(path: str | Path, window_bytes: int = WINDOW_BYTES) -> Iterator[LandmarkTable]:
     """The faces of a landmarks.csv block by block (float32, file order), holding one block in
     memory: for files too big to hold twice (predictions at the competition's 393,930 faces).
@@ -327,11 +420,11 @@ def _check_unique_names(path: Path, names: np.ndarray) -> None:
 
 def _diagnose_rows(path: Path, num_columns: int) -> None:
     """Slow exact check used only after the fast parser failed: raises at the first bad line."""
-    with open(path, newline="") as f:
+    with open(path, newline="", encoding="utf-8") as f:
         reader = csv.reader(f, delimiter="\t")
         next(reader)
         header = point_columns((num_columns - 1) // 2)
-        for line, row in enumerate(reader, start=2):
+        for line, row in enumerate(_rows(reader, path), start=2):
             if len(row) != num_columns:
                 raise DataError(path, f"{len(row)} columns, expected {num_columns}", line=line)
             for name, cell in zip(header, row[1:]):
@@ -391,6 +484,7 @@ def write_table(path: str | Path, table: pa.Table, delimiter: str) -> None:
         writer.write_table(table)
 
 
+@plain_text
 def read_test_points(path: str | Path, num_points: int) -> RequestedPoints:
     """Load test_points.csv: `file_name`, `point_index_list` (a text list such as "[742, 385]").
 
@@ -403,15 +497,15 @@ def read_test_points(path: str | Path, num_points: int) -> RequestedPoints:
         raise DataError(path, f"header is {header!r}, expected ['file_name', 'point_index_list']",
                         line=1)
     names, lists = [], []
-    with open(path, newline="") as f:
+    with open(path, newline="", encoding="utf-8") as f:
         reader = csv.reader(f, delimiter="\t")
         next(reader)
-        for line, row in enumerate(reader, start=2):
+        for line, row in enumerate(_rows(reader, path), start=2):
             if len(row) != 2:
                 raise DataError(path, f"{len(row)} columns, expected 2", line=line)
             try:
                 value = json.loads(row[1])
-            except json.JSONDecodeError:
+            except (ValueError, RecursionError):  # not JSON, an integer of thousands of digits, [[[[...
                 value = None
             if not isinstance(value, list) or not all(type(v) is int for v in value):
                 raise DataError(path, f"point_index_list {row[1][:60]!r} is not a list of "
@@ -455,6 +549,7 @@ class PhotoFaces:
         return len(self.file_names)
 
 
+@plain_text
 def read_photo_faces(path: str | Path) -> PhotoFaces:
     """Load a faces.csv: tab-separated `file_name`, `face`, then `Point_i_X`, `Point_i_Y`.
     Annotation files are small, so this checks cell by cell and names the line of any problem."""
@@ -464,10 +559,10 @@ def read_photo_faces(path: str | Path) -> PhotoFaces:
         raise DataError(path, "second column must be 'face' (file_name, face, Point_0_X, ...)", line=1)
     num_points = _check_landmark_header(path, [header[0], *header[2:]])
     names, faces, values, seen = [], [], [], {}
-    with open(path, newline="") as f:
+    with open(path, newline="", encoding="utf-8") as f:
         reader = csv.reader(f, delimiter="\t")
         next(reader)
-        for line, row in enumerate(reader, start=2):
+        for line, row in enumerate(_rows(reader, path), start=2):
             if len(row) != len(header):
                 raise DataError(path, f"{len(row)} columns, expected {len(header)}", line=line)
             try:

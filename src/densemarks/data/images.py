@@ -22,6 +22,10 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from densemarks.core import geometry
 from densemarks.core.errors import DataError
 
+# Images larger than this many pixels are refused before they are decoded: a 74-byte PNG can
+# claim 40000x40000 pixels (4.8 GB decoded). Raise it with the environment variable.
+MAX_PIXELS = int(os.environ.get("DENSEMARKS_MAX_PIXELS", 100_000_000))
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # Pillow's own check (a warning above, an error above 2x)
 _TRANSPOSED_ORIENTATIONS = {5, 6, 7, 8}
 _IDENTITY = np.eye(3)
 _IDENTITY.flags.writeable = False  # shared by every image decoded at full size
@@ -53,13 +57,56 @@ def load_image(path: str | Path, min_size: tuple[int, int] | None = None) -> Loa
         data = _read_bytes(path)
     except FileNotFoundError:
         raise DataError(path, "image file not found") from None
+    except IsADirectoryError:
+        raise DataError(path, "is a folder, not an image file") from None
     except OSError as exc:
         raise DataError(path, f"cannot read image: {exc.strerror}") from None
+    _check_pixels(path, data)
     if _complete_jpeg(data) or _complete_png(data):
         loaded = _decode_opencv(data, min_size)
         if loaded is not None:
             return loaded
     return _decode_pillow(path, data, min_size)
+
+
+def _check_pixels(path, data: bytes) -> None:
+    """Refuse an image whose header claims more than MAX_PIXELS, before anything is decoded."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
+        size = (int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big"))
+    elif data[:2] == b"\xff\xd8" and (size := _jpeg_size(data)) is not None:
+        pass
+    else:
+        try:
+            with Image.open(io.BytesIO(data)) as im:
+                size = im.size
+        except Image.DecompressionBombError:
+            size = None
+        except Exception:  # not an image Pillow knows: the decoders say what is wrong
+            return
+    if size is None or size[0] * size[1] > MAX_PIXELS:
+        claimed = f"{size[0]}x{size[1]} pixels" if size else "more pixels than Pillow allows"
+        raise DataError(path, f"image has {claimed}; the limit is {MAX_PIXELS:,} "
+                              "(set DENSEMARKS_MAX_PIXELS to raise it)")
+
+
+_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a JPEG's frame header, walking the segments before it (a few
+    microseconds; Pillow's parser takes 20x longer); None when the walk gets lost."""
+    at = 2
+    while at + 9 < len(data):
+        if data[at] != 0xFF:
+            return None
+        marker = data[at + 1]
+        if marker == 0xFF:  # fill byte
+            at += 1
+            continue
+        if marker in _SOF:
+            return int.from_bytes(data[at + 7:at + 9], "big"), int.from_bytes(data[at + 5:at + 7], "big")
+        at += 2 + int.from_bytes(data[at + 2:at + 4], "big")
+    return None
 
 
 def _read_bytes(path: str | Path) -> bytes:

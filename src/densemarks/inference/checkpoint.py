@@ -98,6 +98,9 @@ class Checkpoint:
                          best_metric=r.best_metric, best_epoch=r.best_epoch)
             if r.training_model is not None:
                 state.update(training_model=r.training_model, ema_updates=r.ema_updates)
+        path = Path(path)
+        for stale in path.parent.glob(f".{path.stem}.tmp.*{path.suffix}"):  # left by a killed save
+            stale.unlink(missing_ok=True)
         with atomic_path(path) as tmp:
             torch.save(state, tmp)
 
@@ -148,6 +151,11 @@ class Checkpoint:
         except RuntimeError as exc:
             raise DataError(self.path, f"weights do not fit a {self.config.model} {self.config.head} model "
                             f"({str(exc).splitlines()[0][:120]})") from None
+        bad = [name for name, value in self.model.items()
+               if torch.is_floating_point(value) and not torch.isfinite(value).all()]
+        if bad:
+            raise DataError(self.path, f"the model holds NaN or infinite weights ({bad[0]}, and {len(bad) - 1} more "
+                                       "tensors): a training that diverged; use an earlier checkpoint")
         return model.to(device).eval()
 
     def require_framing(self) -> Framing:

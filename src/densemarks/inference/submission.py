@@ -12,15 +12,28 @@ from densemarks.core.errors import DataError
 from densemarks.data.csvio import RequestedPoints, iter_aligned, landmark_count, read_test_points, write_table
 
 
+MAX_PIXEL = 1e7  # no crop is this large; far below what an int64 (or Kaggle's parser) holds
+
+
 def submission_table(predictions_csv: str | Path, test_points_csv: str | Path) -> pa.Table:
     """The Kaggle file as a table: `file_name,Point_M0_X,Point_M0_Y,...`, one row per row of
     test_points.csv in its order, the k-th pair being the k-th requested point, rounded."""
     num_points = landmark_count(predictions_csv)
-    requested = read_test_points(test_points_csv, num_points)
+    requested = read_test_points(test_points_csv, 1 << 30)
+    if requested.indices.max() >= num_points:
+        raise DataError(predictions_csv, f"holds {num_points} points per face, but {test_points_csv} requests point "
+                                         f"{int(requested.indices.max())}: predictions of another model or dataset?")
     points = np.empty((*requested.indices.shape, 2), np.float32)  # (N, M, 2)
     for at, block in iter_aligned(predictions_csv, requested.file_names, num_points, "prediction",
                                   requested_in=test_points_csv):
-        points[at] = block[np.arange(len(at))[:, None], requested.indices[at]]
+        chosen = block[np.arange(len(at))[:, None], requested.indices[at]]
+        too_large = np.abs(chosen) > MAX_PIXEL
+        if too_large.any():
+            row = int(np.argwhere(too_large)[0][0])
+            raise DataError(predictions_csv, f"{requested.file_names[at[row]]} has a coordinate of "
+                                             f"{float(np.abs(chosen[row]).max()):.3g} px, beyond the submission's "
+                                             f"+-{MAX_PIXEL:.0e} px")
+        points[at] = chosen
     values = np.rint(points.reshape(len(points), -1)).astype(np.int64)
     m = requested.indices.shape[1]
     columns = ["file_name"] + [f"Point_M{k}_{axis}" for k in range(m) for axis in ("X", "Y")]

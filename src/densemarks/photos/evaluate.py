@@ -23,8 +23,9 @@ from tqdm import tqdm
 
 from densemarks.data.csvio import read_photo_faces
 from densemarks.core.errors import DataError
+from densemarks.data.dataset import check_images_exist
 from densemarks.data.images import load_image
-from densemarks.analysis.metrics import per_face_nme
+from densemarks.analysis.metrics import check_norm_distances, per_face_nme
 from densemarks.analysis.viz import draw_faces, save_rgb
 from densemarks.core.fileio import atomic_path
 
@@ -83,6 +84,8 @@ def evaluate_photos(predictor, folder: str | Path, *, min_iou: float = 0.4, limi
     if norm_points is None:
         raise DataError(None, "the model's scheme names no normalising points for NME")
     names = list(dict.fromkeys(table.file_names.tolist()))[:limit]
+    check_images_exist(folder / "faces.csv", folder / "images", np.asarray(names))  # names inside images/ only
+    check_norm_distances(folder / "faces.csv", table.file_names, table.points, norm_points)
     per_face, times = [], []
     for name in tqdm(names, desc="photos", unit="photo", disable=quiet):
         image = load_image(folder / "images" / name)

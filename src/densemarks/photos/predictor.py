@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +46,9 @@ class Face:
     box: np.ndarray
     points: np.ndarray
     score: float
+
+
+MIN_PHOTO_SIDE = 16  # pixels: below this a photo holds no face a detector can find
 
 
 class Predictor:
@@ -90,6 +94,8 @@ class Predictor:
         if self.detector is None:
             raise DataError(None, "this predictor has no detector; give boxes to predict_faces")
         image = as_loaded(photo)
+        if min(image.pixels.shape[:2]) < MIN_PHOTO_SIDE:
+            return []  # no face fits; detectors fail on a few pixels instead of saying so
         detections = self.detector(image.pixels)
         return self.predict_faces(image, detections)
 
@@ -177,38 +183,70 @@ def list_photos(paths: list[Path]) -> list[Path]:
     return files
 
 
+@dataclass(frozen=True)
+class DetectResult:
+    """faces: the number found in each photo (None where the photo could not be read);
+    failures: 'photo: what is wrong' for each of those."""
+
+    faces: list[int | None]
+    failures: list[str]
+
+
 def detect_photos(predictor: Predictor, files: list[Path], out: Path, draw: Path | None = None,
-                  quiet: bool = False) -> list[int]:
+                  quiet: bool = False) -> DetectResult:
     """Run the predictor on each file; write `out` (.json: every photo with its faces' boxes,
-    scores and points; .csv: one row per face) atomically; with `draw`, each photo with its faces
-    drawn as draw/<name>.jpg. Returns the number of faces per photo."""
+    scores and points, or its error; .csv: one row per face, and one per unreadable photo with
+    its error) atomically; with `draw`, each photo with its faces drawn into that folder under a
+    name no other photo of the batch shares. A photo that cannot be read is listed, not fatal."""
     out = Path(out)
     if out.suffix.lower() not in (".json", ".csv"):
         raise DataError(out, "output must end in .json or .csv")
-    records = []
-    for path in tqdm(files, desc="photos", unit="photo", disable=quiet):
-        image = load_image(path)
-        faces = predictor(image)
+    records, failures = [], []
+    names = drawing_names(files)
+    for path, drawn_name in zip(tqdm(files, desc="photos", unit="photo", disable=quiet), names):
+        try:
+            image = load_image(path)
+            faces = predictor(image)
+        except DataError as exc:
+            records.append({"file": str(path), "error": str(exc), "faces": None})
+            failures.append(str(exc))
+            if not quiet:
+                tqdm.write(f"skipped: {exc}")
+            continue
         w, h = image.original_size
         records.append({"file": str(path), "width": w, "height": h,
                         "faces": [{"box": f.box.round(2).tolist(), "score": round(float(f.score), 4),
                                    "points": f.points.round(2).tolist()} for f in faces]})
         if draw is not None:
             Path(draw).mkdir(parents=True, exist_ok=True)
-            save_rgb(Path(draw) / f"{path.stem}.jpg", draw_faces(image.pixels, faces, scheme=predictor.scheme))
+            save_rgb(Path(draw) / drawn_name, draw_faces(image.pixels, faces, scheme=predictor.scheme))
     with atomic_path(out) as tmp:
         if out.suffix.lower() == ".json":
             tmp.write_text(json.dumps(records))
         else:
             _write_faces_csv(tmp, records, predictor.framing.mean_shape.shape[0])
-    return [len(r["faces"]) for r in records]
+    return DetectResult([None if r["faces"] is None else len(r["faces"]) for r in records], failures)
+
+
+def drawing_names(files: list[Path]) -> list[str]:
+    """`stem.jpg` for each photo; photos whose stems collide (`x.jpg` and `x.png`, or `a/x.jpg`
+    and `b/x.jpg`) get their folder and suffix in the name too: `a__x_png.jpg`."""
+    stems = Counter(Path(f).stem for f in files)
+    names = []
+    for f in map(Path, files):
+        name = f.stem if stems[f.stem] == 1 else "__".join([*f.parent.parts[-1:], f.stem + "_" + f.suffix.lstrip(".")])
+        while f"{name}.jpg" in names:
+            name += "_"
+        names.append(f"{name}.jpg")
+    return names
 
 
 def _write_faces_csv(path: Path, records: list[dict], k: int) -> None:
     with open(path, "w", newline="") as f:
         writer = csv.writer(f, delimiter="\t", lineterminator="\n")
-        writer.writerow(["file_name", "face", "score", "box_x0", "box_y0", "box_x1", "box_y1", *point_columns(k)])
+        writer.writerow(["file_name", "face", "score", "box_x0", "box_y0", "box_x1", "box_y1", *point_columns(k), "error"])
         for r in records:
-            for i, face in enumerate(r["faces"]):
-                writer.writerow([Path(r["file"]).name, i, face["score"], *face["box"],
-                                 *np.ravel(face["points"]).tolist()])
+            if r["faces"] is None:
+                writer.writerow([r["file"], "", "", *[""] * (4 + 2 * k), r["error"]])
+            for i, face in enumerate(r["faces"] or []):
+                writer.writerow([r["file"], i, face["score"], *face["box"], *np.ravel(face["points"]).tolist(), ""])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import typing
 from collections.abc import Collection
 from dataclasses import dataclass, field
@@ -82,36 +83,86 @@ def _type_of(cls, name: str):
     return typing.get_type_hints(cls)[name]
 
 
-def _convert(text: str, kind, key: str):
-    """A command-line string to the field's type, read as YAML (`true`, `1e-3`, `[166, 128]`,
-    `null`), then checked against the type."""
+def _parse(text: str):
+    """A command-line string read as YAML (`true`, `1e-3`, `[166, 128]`, `null`)."""
     try:
         value = yaml.safe_load(text)
     except yaml.YAMLError:
-        value = text
+        return text
     if isinstance(value, str):
         try:
-            value = float(value)  # YAML 1.1 reads 1e-3 (no dot) as text
+            return float(value)  # YAML 1.1 reads 1e-3 (no dot) as text
         except ValueError:
             pass
+    return value
+
+
+def _typed(value, kind, key: str, shown: str):
+    """value checked against (and converted to) the field's type, from a recipe or a command
+    line alike; a bool is not a number, a float must be finite, an int must be whole."""
     args = typing.get_args(kind)
     if type(None) in args:  # Optional[...]: null or the inner type
         if value is None:
             return None
         kind = next(a for a in args if a is not type(None))
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if typing.get_origin(kind) is tuple:
+        wanted = len(typing.get_args(kind))
+        ok = isinstance(value, (list, tuple)) and len(value) == wanted and all(
+            isinstance(v, int) and not isinstance(v, bool) for v in value)
+        if not ok:
+            raise DataError(None, f"{key}={shown}: expected a list of {wanted} integers, e.g. [224, 224]")
+        return tuple(value)
     ok = {
         bool: isinstance(value, bool),
-        int: isinstance(value, (int, float)) and not isinstance(value, bool) and float(value).is_integer(),
-        float: isinstance(value, (int, float)) and not isinstance(value, bool),
-        str: True,
-    }.get(kind)
-    if typing.get_origin(kind) is tuple:
-        ok = isinstance(value, list) and all(isinstance(v, int) for v in value)
+        int: number and math.isfinite(value) and float(value).is_integer(),
+        float: number and math.isfinite(value),
+        str: isinstance(value, (str, int, float)) and not isinstance(value, bool),
+    }.get(kind, False)
     if not ok:
-        raise DataError(None, f"{key}={text!r}: expected {getattr(kind, '__name__', kind)}")
-    if kind is str:
-        return text
-    return tuple(value) if typing.get_origin(kind) is tuple else kind(value)
+        name = {bool: "true or false", int: "a whole number", float: "a finite number", str: "text"}
+        raise DataError(None, f"{key}={shown}: expected {name.get(kind, kind)}")
+    return str(value) if kind is str else kind(value)
+
+
+# Allowed values of numeric keys: (test, what the message says is allowed).
+_POSITIVE = (lambda v: v > 0, "> 0")
+_AT_LEAST_0 = (lambda v: v >= 0, ">= 0")
+_AT_LEAST_1 = (lambda v: v >= 1, ">= 1")
+_FRACTION = (lambda v: 0 <= v <= 1, "in [0, 1]")
+RANGES: dict[str, tuple] = {
+    "lr": _POSITIVE, "weight_decay": _AT_LEAST_0, "momentum": _FRACTION, "plateau_factor": (lambda v: 0 < v < 1, "in (0, 1)"),
+    "plateau_patience": _AT_LEAST_0, "restart_epochs": _AT_LEAST_1, "epochs": _AT_LEAST_1, "batch_size": _AT_LEAST_1,
+    "workers": _AT_LEAST_0, "threads": _AT_LEAST_0, "store_side": (lambda v: v == 0 or v >= 16, "0 or >= 16"),
+    "val_fraction": (lambda v: 0 < v < 1, "in (0, 1): training needs validation faces"),
+    "folds": (lambda v: v == 0 or v >= 2, "0 (off) or >= 2"), "fold": _AT_LEAST_0, "stage_epochs": _AT_LEAST_1,
+    "frozen_stages": _AT_LEAST_0, "backbone_lr_scale": _AT_LEAST_0, "stage_lr_decay": _POSITIVE,
+    "grad_clip": _AT_LEAST_0, "val_every": _AT_LEAST_1, "ema": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "heatmap_sigma": _POSITIVE, "coord_weight": _AT_LEAST_0, "decoder_channels": _AT_LEAST_1,
+    "heatmap_points_per_step": _AT_LEAST_0,
+    "augment.size": (lambda v: all(16 <= s <= 4096 for s in v), "two sizes from 16 to 4096 pixels"),
+    "augment.border_threshold": (lambda v: v is None or 0 <= v <= 255, "null or 0 to 255"),
+    "augment.flip_p": _FRACTION, "augment.rotate_deg": (lambda v: 0 <= v <= 180, "in [0, 180]"),
+    "augment.scale_jitter": (lambda v: 0 <= v < 1, "in [0, 1)"), "augment.shift_jitter": _FRACTION,
+    "augment.brightness": _FRACTION, "augment.contrast": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "augment.erase_p": _FRACTION, "augment.erase_area": _FRACTION,
+}
+
+
+def check_ranges(config: "TrainConfig", source: str) -> None:
+    """Every numeric key within its RANGES; folds and fold consistent. One line per problem."""
+    for key, (test, allowed) in RANGES.items():
+        head, _, name = key.rpartition(".")
+        value = getattr(config.augment if head else config, name)
+        if not test(value):
+            shown = list(value) if isinstance(value, tuple) else value
+            raise DataError(None, f"{source}: {key}={shown}: allowed {allowed}")
+    if config.folds >= 2 and config.fold >= config.folds:
+        raise DataError(None, f"{source}: fold={config.fold}: allowed 0 to folds - 1 = {config.folds - 1}")
+    if config.time_limit:
+        seconds = parse_duration(config.time_limit)
+        if not seconds or seconds <= 0 or not math.isfinite(seconds):
+            raise DataError(None, f"{source}: time_limit={config.time_limit!r}: allowed a duration > 0, e.g. 30m")
 
 
 # Keys whose value names an entry of a registry: the registry is the list of choices.
@@ -158,9 +209,8 @@ def apply_overrides(config: TrainConfig, pairs: dict[str, object], source: str) 
         kind = _type_of(type(target), name)
         if kind is AugmentConfig:
             raise DataError(None, f"{source}: set augment.* keys one by one")
-        value = _convert(raw, kind, key) if isinstance(raw, str) and kind is not str else raw
-        if kind is str:
-            value = str(value)
+        shown = repr(raw) if isinstance(raw, str) else raw
+        value = _typed(_parse(raw) if isinstance(raw, str) and kind is not str else raw, kind, f"{source}: {key}", shown)
         if key in CHOICES and value not in CHOICES[key]:
             raise DataError(None, f"{source}: {key}={value!r} is not one of {names(CHOICES[key])}"
                             f"{suggestion(value, CHOICES[key])}")
@@ -169,6 +219,7 @@ def apply_overrides(config: TrainConfig, pairs: dict[str, object], source: str) 
         config.augment.__post_init__()
     except ValueError as exc:
         raise DataError(None, f"{source}: {exc}") from None
+    check_ranges(config, source)
     return config
 
 
@@ -179,10 +230,7 @@ def load_recipe(name_or_path: str) -> TrainConfig:
         path = recipe_dir() / f"{name_or_path}.yaml"
         if not path.is_file():
             raise DataError(None, f"unknown recipe {name_or_path!r}" + _suggest(name_or_path, recipe_names()))
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise DataError(path, f"cannot read recipe: {exc}") from None
+    data = _read_recipe_yaml(path)
     if not isinstance(data, dict):
         raise DataError(path, "a recipe is a mapping of keys to values")
     flat = {}
@@ -192,6 +240,37 @@ def load_recipe(name_or_path: str) -> TrainConfig:
         else:
             flat[key] = value
     return apply_overrides(TrainConfig(), flat, str(path))
+
+
+RECIPE_MAX_BYTES = 64 * 1024  # a recipe is a few dozen keys
+RECIPE_MAX_NODES = 5000
+
+
+def _read_recipe_yaml(path: Path):
+    """A recipe file's YAML, refused before it is expanded when it is over RECIPE_MAX_BYTES,
+    uses aliases (`*name`: a few hundred bytes of nested aliases expand to gigabytes) or holds
+    more than RECIPE_MAX_NODES values."""
+    try:
+        if path.stat().st_size > RECIPE_MAX_BYTES:
+            raise DataError(path, f"recipe is {path.stat().st_size} bytes; at most {RECIPE_MAX_BYTES} "
+                                  "(RECIPE_MAX_BYTES in recipes/config.py)")
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise DataError(path, f"cannot read recipe: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(path, f"recipe is not UTF-8 text (byte {exc.start})") from None
+    try:
+        nodes = 0
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.AliasEvent):
+                raise DataError(path, f"recipe uses a YAML alias (*{event.anchor}), line "
+                                      f"{event.start_mark.line + 1}: write the values out")
+            nodes += 1
+            if nodes > RECIPE_MAX_NODES:
+                raise DataError(path, f"recipe holds more than {RECIPE_MAX_NODES} YAML values")
+        return yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise DataError(path, f"cannot read recipe: {' '.join(str(exc).split())}") from None
 
 
 def parse_overrides(items: list[str]) -> dict[str, str]:

@@ -10,6 +10,7 @@ gradients are averaged by DistributedDataParallel and only rank 0 writes.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass
@@ -20,6 +21,8 @@ import torch
 from tqdm import tqdm
 
 from densemarks.core import distributed
+from densemarks.core.errors import DataError
+from densemarks.core.fileio import run_lock
 from densemarks.data.augment import normalize_batch
 from densemarks.data.csvio import write_landmarks
 from densemarks.models.optim import set_trainable
@@ -44,6 +47,12 @@ def train(data_dir: str | Path, config: TrainConfig, out: str | Path, *, resume:
     out = Path(out)
     ctx = distributed.setup()
     out.mkdir(parents=True, exist_ok=True)
+    with run_lock(out) if ctx.main else contextlib.nullcontext():  # one training per run folder
+        return _train(data_dir, config, out, ctx, resume, exclude, quiet)
+
+
+def _train(data_dir: str | Path, config: TrainConfig, out: Path, ctx: distributed.Context, resume: bool,
+           exclude: set[str] | None, quiet: bool) -> TrainResult:
     run = prepare_run(data_dir, config, out, ctx, resume=resume, exclude=exclude)
     log = Logger(out, quiet or not ctx.main, fresh=not resume) if ctx.main else None
     device, use_cuda = ctx.device, ctx.device.type == "cuda"
@@ -78,6 +87,8 @@ def train(data_dir: str | Path, config: TrainConfig, out: str | Path, *, resume:
             if run.ema is not None:
                 run.ema.update_parameters(run.model)
             losses.append(loss.item())
+            if distributed.any_rank(ctx, not math.isfinite(losses[-1])):
+                raise diverged(run, out, f"the training loss is {losses[-1]} at epoch {epoch + 1}, step {len(losses)}")
             seen += len(images)
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
             if time_budget is not None and distributed.any_rank(ctx, time.monotonic() - started > time_budget):
@@ -90,6 +101,9 @@ def train(data_dir: str | Path, config: TrainConfig, out: str | Path, *, resume:
         if len(run.val_set) and ((epoch + 1) % config.val_every == 0 or last_epoch):
             pred, metrics = run.validate()
         value = key_metric(metrics) if metrics else None
+        if value is not None and not math.isfinite(value):
+            raise diverged(run, out, f"the validation {'NME' if metrics.nme is not None else 'score'} is {value} "
+                                     f"after epoch {epoch + 1} (the model predicts non-finite points)")
         if run.scheduler is not None and run.schedule_when == "metric" and value is not None:
             run.scheduler.step(value)
         mean_loss = distributed.mean_over_ranks(ctx, float(np.mean(losses)) if losses else math.nan)
@@ -116,7 +130,17 @@ def train(data_dir: str | Path, config: TrainConfig, out: str | Path, *, resume:
     if log is not None:
         log.close(run.history)
     distributed.barrier(ctx)  # nobody reads the run folder before rank 0 has written it
+    if run.best_epoch < 1:
+        raise DataError(out, "training ended without a validated model (no best.pt); train more epochs "
+                             "or validate more often (val_every)")
     return TrainResult(run.best_epoch, run.best_metric, epoch + 1 - run.start_epoch, stopped_by_time, run.history)
+
+
+def diverged(run: TrainingRun, out: Path, what: str) -> DataError:
+    """The error that stops a run whose numbers left the finite: what is kept, and what to try."""
+    kept = (f"{out / 'best.pt'} (epoch {run.best_epoch}) and {out / 'last.pt'} hold the last finite model"
+            if run.best_epoch >= 1 else "no checkpoint was written")
+    return DataError(None, f"{what}: stopped; {kept}; try a lower lr=, grad_clip=1 or amp=false")
 
 
 def start_epoch(run: TrainingRun, epoch: int, out: Path) -> torch.nn.Module:

@@ -58,8 +58,14 @@ def validation_split(n: int, config: TrainConfig) -> tuple[np.ndarray, np.ndarra
     """(train rows, validation rows): fold `fold` of `folds` when folds >= 2, else a shuffled
     val_fraction; both fixed by split_seed, so runs with other seeds share the split."""
     if config.folds >= 2:
+        if n < config.folds:
+            raise DataError(None, f"{n} faces cannot make {config.folds} folds")
         return fold_indices(n, config.folds, config.fold, config.split_seed)
-    return split_indices(n, config.val_fraction, config.split_seed)
+    train, val = split_indices(n, config.val_fraction, config.split_seed)
+    if len(train) == 0 or len(val) == 0:
+        raise DataError(None, f"{n} faces with val_fraction={config.val_fraction} leave {len(train)} for training and "
+                              f"{len(val)} for validation; both need at least one (more faces, or another val_fraction)")
+    return train, val
 
 
 @dataclass
@@ -135,7 +141,10 @@ def prepare_run(data_dir: str | Path, config: TrainConfig, out: Path, ctx: Conte
         framing = frame_training_faces(data.images_dir, table.file_names[train_rows], table.points[train_rows],
                                        evaluation, store, limit=512, seed=config.split_seed)
 
+    head = make_head(config)
     model = create_model(config, scheme.num_points, config.weights).to(ctx.device)
+    if framing is not None and not resume:  # rank 0; DDP copies its weights to the others
+        head.start_from(model, framing.mean_shape)
     if config.channels_last:  # faster convolutions on GPUs and, with oneDNN, on CPUs too
         model = model.to(memory_format=torch.channels_last)
     loader = make_loader(train_set, config.batch_size, config.workers, True, config.seed, 0, ctx.device, weights, ctx)
@@ -144,7 +153,7 @@ def prepare_run(data_dir: str | Path, config: TrainConfig, out: Path, ctx: Conte
     ema = weight_average(model, config.ema) if config.ema else None
     run = TrainingRun(config, ctx, data, Split(config.folds, config.fold, config.split_seed, val_rows, len(table)),
                       data_fingerprint(table.file_names, scheme.num_points), framing, train_set, val_set, loader,
-                      make_head(config), model, ema, StepModel(model, ctx, config.compile), optimizer, scheduler, when)
+                      head, model, ema, StepModel(model, ctx, config.compile), optimizer, scheduler, when)
     if resume:
         restore(run, Checkpoint.load(out / "last.pt", ctx.device))
     return run

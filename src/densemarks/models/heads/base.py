@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -64,3 +65,7 @@ class Head(Protocol):
     def train_loss(self, model: nn.Module, images: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
         """One training step's loss: usually loss(model(images), points); a head may compute
         less than the whole output (the heatmap head's random subset of points)."""
+
+    def start_from(self, model: nn.Module, mean_points: np.ndarray) -> None:
+        """Before training from scratch: make the new network's first answer the mean training
+        face (K, 2) in input pixels, where the head can (a no-op where it cannot)."""

@@ -213,6 +213,10 @@ class HeatmapHead:
             total = total + self.coord_weight * F.l1_loss(coords, points.float())
         return total
 
+    def start_from(self, model: nn.Module, mean_points) -> None:
+        """Nothing to set: a map's peak is wherever the features put it (the decoder starts from
+        scratch)."""
+
     def train_loss(self, model: nn.Module, images: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
         """The loss on a random subset of the points (points_per_step; 0 = all), drawn anew each
         step from torch's seeded generator: every point is trained in expectation, and the last

@@ -1,0 +1,276 @@
+"""Bad input, command by command and category by category (issue 20's list): every case ends in
+one line `error: ...` naming the culprit and exit code 2, no traceback, nothing half-written;
+a valid run beside the bad ones still works."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from torch.utils.data import DataLoader, Dataset
+
+from conftest import one_line_error, run_cli
+from densemarks.core.errors import DataError
+from densemarks.data.synth import synthesize
+from densemarks.recipes.config import TrainConfig, apply_overrides, load_recipe
+
+# --- configuration, from a recipe file and from key=value alike -------------------------------
+
+BAD_VALUES = [
+    ("lr", 0, "lr=0.0: allowed > 0"), ("lr", -1e-3, "allowed > 0"), ("lr", float("nan"), "expected a finite number"),
+    ("lr", float("inf"), "expected a finite number"), ("lr", True, "expected a finite number"),
+    ("batch_size", 0, "batch_size=0: allowed >= 1"), ("batch_size", 2.5, "expected a whole number"),
+    ("workers", -1, "allowed >= 0"), ("threads", -2, "allowed >= 0"), ("epochs", 0, "epochs=0: allowed >= 1"),
+    ("val_fraction", 0, "needs validation faces"), ("val_fraction", 1.5, "in (0, 1)"),
+    ("ema", 1.0, "ema=1.0: allowed in [0, 1)"), ("grad_clip", -1, "allowed >= 0"), ("amp", 1, "expected true or false"),
+    ("augment.flip_p", 2, "augment.flip_p=2.0: allowed in [0, 1]"), ("augment.size", [224], "list of 2 integers"),
+    ("augment.size", [0, 0], "two sizes from 16"), ("augment.size", [True, 3], "list of 2 integers"),
+    ("augment.rotate_deg", -5, "in [0, 180]"), ("time_limit", "-5m", "duration > 0"), ("folds", 1, "0 (off) or >= 2"),
+    ("model", None, "expected text"),
+]
+
+
+@pytest.mark.parametrize("key, value, words", BAD_VALUES, ids=[f"{k}={v}" for k, v, _ in BAD_VALUES])
+def test_bad_values_are_refused_from_a_recipe_file(tmp_path, key, value, words):
+    head, _, name = key.rpartition(".")
+    text = f"{head}:\n  {name}: {_yaml(value)}\n" if head else f"{key}: {_yaml(value)}\n"
+    (tmp_path / "r.yaml").write_text("model: mobilenet_v2\n" + text if key != "model" else text)
+    with pytest.raises(DataError) as caught:
+        load_recipe(str(tmp_path / "r.yaml"))
+    assert words in str(caught.value) and "r.yaml" in str(caught.value)
+
+
+# (`model=null` on a command line is the text 'null': a model name, checked when the model is made)
+ON_THE_COMMAND_LINE = [case for case in BAD_VALUES if case[1] is not None]
+
+
+@pytest.mark.parametrize("key, value, words", ON_THE_COMMAND_LINE, ids=[f"{k}={v}" for k, v, _ in ON_THE_COMMAND_LINE])
+def test_bad_values_are_refused_on_the_command_line(key, value, words):
+    with pytest.raises(DataError) as caught:
+        apply_overrides(TrainConfig(), {key: _yaml(value)}, "command line")
+    assert words.split(":")[-1].strip() in str(caught.value)
+
+
+def _yaml(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, float) and value != value:
+        return ".nan"
+    if value == float("inf"):
+        return ".inf"
+    return str(value)
+
+
+def test_fold_must_be_below_folds():
+    with pytest.raises(DataError, match="fold=5: allowed 0 to folds - 1 = 4"):
+        apply_overrides(TrainConfig(), {"folds": "5", "fold": "5"}, "x")
+
+
+@pytest.mark.parametrize("text, words", [
+    ("a: &a [1,1,1,1,1,1,1,1,1]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\n"
+     "d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: [*d,*d,*d,*d,*d,*d,*d,*d,*d]\n", "alias (*a), line 2"),
+    ("lr: [" + ",".join(["1"] * 6000) + "]\n", "more than 5000 YAML values"),
+    ("lr: 1e-3\n" + "#" * 70000 + "\n", "at most 65536"),
+    ("lr: [1, 2\n", "cannot read recipe"),
+    ("- lr\n- 3\n", "a mapping of keys to values"),
+    ("!!python/object/apply:os.system ['echo hi']\n", "cannot read recipe"),
+])
+def test_hostile_recipe_files_are_refused_before_expansion(tmp_path, text, words):
+    path = tmp_path / "bomb.yaml"
+    path.write_text(text)
+    with pytest.raises(DataError, match=words.replace("(", r"\(").replace(")", r"\)").replace("*", r"\*")):
+        load_recipe(str(path))
+
+
+def test_a_non_utf8_recipe_names_the_byte(tmp_path):
+    (tmp_path / "r.yaml").write_bytes(b"lr: 1e-3\nmodel: mobilen\xe9t\n")
+    with pytest.raises(DataError, match="not UTF-8 text"):
+        load_recipe(str(tmp_path / "r.yaml"))
+
+
+# --- training: never exit 0 without a usable model ----------------------------------------------
+
+SMALL = ["model=resnet18", "weights=none", "augment.size=[32,32]", "batch_size=8", "threads=1", "epochs=1"]
+
+
+@pytest.fixture(scope="module")
+def few(tmp_path_factory):
+    root = tmp_path_factory.mktemp("few") / "data"
+    synthesize(root, train=24, test=4, num_points=30, seed=4)
+    return root
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("extra, words", [
+    (["val_fraction=0.01"], "leave 24 for training and 0 for validation"),
+    (["lr=1e30", "grad_clip=0", "epochs=2"], "stopped"),
+])
+def test_training_without_a_usable_model_fails(few, tmp_path, extra, words):
+    out = tmp_path / "run"
+    result = run_cli("train", "--data", few, "--out", out, "--recipe", "fast-cpu", *SMALL, *extra, check=False)
+    line = one_line_error(result, words)
+    assert not (out / "best.pt").exists() or "hold the last finite model" in line
+
+
+def test_splits_without_faces_on_one_side_are_refused():
+    from densemarks.training.setup import validation_split
+    with pytest.raises(DataError, match="24 faces cannot make 30 folds"):
+        validation_split(24, apply_overrides(TrainConfig(), {"folds": "30"}, "x"))
+    with pytest.raises(DataError, match="leave 1 for training and 0 for validation"):
+        validation_split(1, TrainConfig())
+    train, val = validation_split(24, TrainConfig())
+    assert len(train) and len(val) and len(train) + len(val) == 24
+
+
+class _Broken(Dataset):
+    """Four items; the third cannot be loaded."""
+
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, i):
+        if i == 2:
+            raise DataError("images/x.jpg", "cannot decode image: truncated")
+        return i
+
+
+def test_an_error_raised_in_a_loader_process_arrives_as_the_same_one_line_error():
+    with pytest.raises(DataError) as caught:
+        list(DataLoader(_Broken(), num_workers=1))
+    assert str(caught.value) == "images/x.jpg: cannot decode image: truncated (in a data loader process)"
+
+
+@pytest.mark.slow
+def test_ctrl_c_says_what_was_kept_and_how_to_resume(few, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+    out = tmp_path / "run"
+    victim = subprocess.Popen([sys.executable, "-m", "densemarks", "train", "--data", str(few), "--out", str(out),
+                               "--recipe", "fast-cpu", *SMALL[:-1], "epochs=50"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not ((out / "log.csv").is_file() and len((out / "log.csv").read_text().splitlines()) >= 2):
+        time.sleep(0.2)
+    victim.send_signal(signal.SIGINT)
+    _, err = victim.communicate(timeout=120)
+    assert victim.returncode == 130 and "Traceback" not in err
+    assert err.strip().splitlines()[-1] == (f"interrupted: {out}/last.pt holds the last finished epoch (if one finished); "
+                                            "the same command with --resume continues from it")
+    assert (out / "last.pt").is_file()
+
+
+@pytest.mark.slow
+def test_checkpoints_that_are_not_usable(trained68, faces68, tmp_path):
+    """Zero bytes, text, truncated, a dict without our keys, NaN weights: one line each, nothing
+    written."""
+    import torch
+
+    from densemarks.inference.checkpoint import Checkpoint
+    good = (trained68 / "best.pt").read_bytes()
+    state = torch.load(trained68 / "best.pt", weights_only=True)
+    state["model"] = {k: v * float("nan") if v.is_floating_point() else v for k, v in state["model"].items()}
+    torch.save(state, tmp_path / "nan.pt")
+    torch.save({"hello": 1}, tmp_path / "dict.pt")
+    cases = {"zero.pt": b"", "text.pt": b"just text\n", "truncated.pt": good[: len(good) // 2]}
+    for name, data in cases.items():
+        (tmp_path / name).write_bytes(data)
+    one_line_error(run_cli("export", "--checkpoint", tmp_path / "dict.pt", "--out", tmp_path / "m.onnx", check=False),
+                   "dict.pt", "missing format")
+    for name in ("zero.pt", "text.pt", "truncated.pt"):  # in-process: no start-up cost
+        with pytest.raises(DataError, match="not a densemarks checkpoint"):
+            Checkpoint.load(tmp_path / name)
+    one_line_error(run_cli("predict", "--checkpoint", tmp_path / "nan.pt", "--data", faces68 / "test",
+                           "--out", tmp_path / "p.csv", check=False), "nan.pt", "NaN")
+    (tmp_path / "run").mkdir()
+    stale = tmp_path / "run" / ".best.tmp.k1ll3d.pt"  # what a save killed half-way leaves
+    stale.write_bytes(good[:1000])
+    Checkpoint.load(trained68 / "best.pt").save(tmp_path / "run" / "best.pt")
+    assert not stale.exists() and Checkpoint.load(tmp_path / "run" / "best.pt").epoch >= 0
+    assert not (tmp_path / "m.onnx").exists() and not (tmp_path / "p.csv").exists()
+
+
+@pytest.mark.parametrize("cell, words", [
+    ("[" + "9" * 5000 + "]", "not a list of integers"), ("[" * 60000 + "]" * 60000, "not a list of integers"),
+    ("[" * 100000 + "]" * 100000, "field larger than field limit"),
+    ("[1.5]", "not a list of integers"), ("__import__('os').system('x')", "not a list of integers"),
+    ("[99]", "index 99 out of range 0..1"), ("[]", "empty point_index_list"),
+])
+def test_bad_test_points_cells(tmp_path, cell, words):
+    from densemarks.data.csvio import read_test_points
+    path = tmp_path / "test_points.csv"
+    path.write_text(f"file_name\tpoint_index_list\na.jpg\t{cell}\n")
+    with pytest.raises(DataError) as caught:
+        read_test_points(path, 2)
+    assert words in str(caught.value) and "line 2" in str(caught.value)
+
+
+# --- every command that reads a CSV, against a broken one ------------------------------------
+
+BROKEN = {
+    "latin1": lambda text: text.replace("\n", "\n\xe9", 2).encode("latin-1"),
+    "commas": lambda text: text.replace("\t", ",").encode(),
+    "nan": lambda text: _cell(text, "nan"),
+    "short_row": lambda text: (text.rstrip("\n").rsplit("\t", 1)[0] + "\n").encode(),
+    "empty": lambda text: b"",
+    "duplicate": lambda text: (text + text.splitlines()[1] + "\n").encode(),
+}
+
+
+def _cell(text: str, value: str) -> bytes:
+    lines = text.splitlines()
+    cells = lines[1].split("\t")
+    cells[1] = value
+    return "\n".join([lines[0], "\t".join(cells), *lines[2:]]).encode() + b"\n"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command, broken", [
+    ("evaluate", "latin1"), ("submit", "commas"), ("ensemble", "nan"), ("info", "short_row"),
+    ("clean", "duplicate"), ("analyze", "empty"), ("predict", "commas"),
+    ("export-points", "short_row"), ("convert", "latin1"),
+])
+def test_every_command_refuses_a_broken_csv_in_one_line(few, trained68, tmp_path, command, broken):
+    data = tmp_path / "data"
+    shutil.copytree(few, data)
+    answers = data / "test" / "answers.csv"
+    good_predictions = tmp_path / "good.csv"
+    shutil.copy(answers, good_predictions)
+    bad = tmp_path / "bad.csv"
+    target = {"info": data / "train" / "landmarks.csv", "clean": data / "train" / "landmarks.csv",
+              "analyze": data / "train" / "landmarks.csv",
+              "predict": data / "test" / "test_points.csv"}.get(command, bad)
+    source = target if target != bad else answers
+    target.write_bytes(BROKEN[broken](source.read_text()))
+    out = tmp_path / "out.csv"
+    args = {
+        "evaluate": ["--predictions", bad, "--answers", answers, "--json", out],
+        "submit": ["--predictions", bad, "--points", data / "test" / "test_points.csv", "--out", out],
+        "ensemble": [good_predictions, bad, "--out", out],
+        "info": ["--data", data],
+        "clean": ["--data", data, "--out", tmp_path / "clean"],
+        "analyze": ["--data", data, "--out", tmp_path / "report"],
+        "predict": ["--checkpoint", trained68 / "best.pt", "--data", data / "test", "--out", out],
+        "export-points": [bad, "--format", "pts", "--out", tmp_path / "pts"],
+        "convert": [bad, "--format", "csv", "--out", tmp_path / "converted"],
+    }[command]
+    result = run_cli(command, *args, check=False)
+    one_line_error(result, target.name)
+    assert not out.exists() and not (tmp_path / "pts").exists() and not (tmp_path / "converted").exists()
+
+
+@pytest.mark.slow
+def test_a_single_file_output_can_be_standard_output(faces68, tmp_path):
+    test = faces68 / "test"
+    result = run_cli("submit", "--predictions", test / "answers.csv", "--points", test / "test_points.csv", "--out", "-")
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("file_name,Point_M0_X") and len(lines) == 1 + len(_requested_rows(test))
+    assert "wrote" in result.stderr  # the messages moved out of the way
+
+
+def _requested_rows(test: Path) -> list[str]:
+    return (test / "test_points.csv").read_text().splitlines()[1:]

@@ -59,6 +59,7 @@ def run(*args, torchrun=False):
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_torchrun_train_and_predict_on_cpu(tmp_path):
     data = tmp_path / "data"
     synthesize(data, train=47, test=7, num_points=24, seed=4)  # 40 training, 7 validation faces

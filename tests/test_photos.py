@@ -117,7 +117,7 @@ def test_exif_rotated_photo_gives_the_upright_points(model, photo, tmp_path):
         np.testing.assert_allclose(fb.points, fa.points, atol=1e-3)
 
 
-@pytest.mark.parametrize("run_name", ["trained68", "heatmap68"])
+@pytest.mark.parametrize("run_name", ["trained68", pytest.param("heatmap68", marks=pytest.mark.heavy)])
 def test_onnx_runtime_equals_torch(run_name, request, photo, tmp_path):
     """Both heads export with their decoding and give the torch points on a photo."""
     model = request.getfixturevalue(run_name) / "best.pt"

@@ -102,15 +102,7 @@ def prediction_grid(images_dir: Path, names, points: np.ndarray, out: Path, trut
     for i, name in enumerate(list(names)[:count]):
         image = load_image(images_dir / name).pixels
         drawn = draw_points(image, points[i], truth=None if truth is None else truth[i])
-        h, w = drawn.shape[:2]
-        scale = min(tile[0] / w, tile[1] / h)
-        resized = cv2.resize(drawn, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
-        canvas = np.zeros((tile[1], tile[0], 3), np.uint8)
-        canvas[: resized.shape[0], : resized.shape[1]] = resized
-        if captions is not None:
-            cv2.putText(canvas, captions[i], (4, tile[1] - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
-                        (255, 255, 0), 1, cv2.LINE_AA)
-        tiles.append(canvas)
+        tiles.append(_tile(drawn, tile, None if captions is None else captions[i]))
     while len(tiles) % columns:
         tiles.append(np.zeros_like(tiles[0]))
     grid = np.vstack([np.hstack(tiles[r:r + columns]) for r in range(0, len(tiles), columns)])

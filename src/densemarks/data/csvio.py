@@ -86,31 +86,31 @@ def _renamed(exc: DataError, source: Path, path: Path) -> DataError:
     return DataError(path, exc.message, exc.line) if exc.path == str(source) else exc
 
 
+@contextlib.contextmanager
+def _plain_source(path: Path) -> Iterator[Path]:
+    """The file to parse for `path` (`_text_source`); errors raised while parsing it name `path`."""
+    source = _text_source(path)
+    try:
+        yield source
+    except DataError as exc:
+        raise _renamed(exc, source, path) from None
+    except UnicodeDecodeError:
+        raise _non_utf8(path) from None
+
+
 def plain_text(func):
     """Read the CSV `path` (the first argument) as plain UTF-8 text with LF or CRLF line ends:
     a byte-order mark or CR-only line ends are read through `_text_source`'s copy (messages
     still name `path`); bytes that are not UTF-8 are a one-line error naming the line."""
     @functools.wraps(func)
     def wrapper(path, *args, **kwargs):
-        path = Path(path)
-        source = _text_source(path)
-        try:
+        with _plain_source(Path(path)) as source:
             return func(source, *args, **kwargs)
-        except DataError as exc:
-            raise _renamed(exc, source, path) from None
-        except UnicodeDecodeError:
-            raise _non_utf8(path) from None
 
     @functools.wraps(func)
     def generator(path, *args, **kwargs):
-        path = Path(path)
-        source = _text_source(path)
-        try:
+        with _plain_source(Path(path)) as source:
             yield from func(source, *args, **kwargs)
-        except DataError as exc:
-            raise _renamed(exc, source, path) from None
-        except UnicodeDecodeError:
-            raise _non_utf8(path) from None
 
     return generator if func.__code__.co_flags & 0x20 else wrapper  # 0x20: a generator function
 

@@ -4,10 +4,13 @@ on 68-point faces) that the CLI, TTA, export and photo tests share."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import shutil
 import subprocess
 import sys
+import traceback
 from pathlib import Path
 
 import pytest
@@ -19,15 +22,55 @@ SHARED_WEIGHTS = SHARED / "weights" / "mobilenet_v2-b0353104.pth"
 SHARED_300W = SHARED / "data" / "300w-afw-helen" / "train"
 
 
-def run_cli(*args, check: bool = True, torch_home: Path | None = None, timeout: int = 900,
+def run_cli(*args, check: bool = True, torch_home: Path | None = None, isolated: bool = False, timeout: int = 900,
             **kwargs) -> subprocess.CompletedProcess:
-    """`python -m densemarks ARGS` in a subprocess, as a user runs it; check: exit 0 expected."""
-    env = {**os.environ, "TORCH_HOME": str(torch_home)} if torch_home else None
-    result = subprocess.run([sys.executable, "-m", "densemarks", *map(str, args)], capture_output=True,
-                            text=True, timeout=timeout, env=env, **kwargs)
+    """The `densemarks ARGS` command: its exit code, standard output and standard error.
+
+    By default it runs in this process through `cli.main`, the console script's own entry (the
+    same parsing, error handling and exit codes; torch and friends are imported once for the
+    whole session instead of about 7 s per call on 2 cores). isolated, or any subprocess option
+    (env=...): `python -m densemarks ARGS` in a subprocess, as a user runs it.
+    check: exit 0 expected."""
+    if isolated or kwargs:
+        env = {**kwargs.pop("env", os.environ), **({"TORCH_HOME": str(torch_home)} if torch_home else {})}
+        result = subprocess.run([sys.executable, "-m", "densemarks", *map(str, args)], capture_output=True,
+                                text=True, timeout=timeout, env=env, **kwargs)
+    else:
+        result = _run_in_process([str(a) for a in args], torch_home)
     if check:
         assert result.returncode == 0, result.stderr[-2000:]
     return result
+
+
+def _run_in_process(args: list[str], torch_home: Path | None) -> subprocess.CompletedProcess:
+    from densemarks import cli
+
+    stdout = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", newline="")  # has .buffer, as sys.stdout does
+    stderr = io.StringIO()
+    saved_home = os.environ.get("TORCH_HOME")
+    if torch_home:
+        os.environ["TORCH_HOME"] = str(torch_home)
+    code = 0
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            try:
+                cli.main(args)
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+                if isinstance(exc.code, str):
+                    print(exc.code, file=sys.stderr)
+            except Exception:  # what an uncaught error does to a process: a traceback, exit 1
+                traceback.print_exc(file=sys.stderr)
+                code = 1
+    finally:
+        if torch_home:
+            if saved_home is None:
+                os.environ.pop("TORCH_HOME", None)
+            else:
+                os.environ["TORCH_HOME"] = saved_home
+    stdout.flush()
+    return subprocess.CompletedProcess(["densemarks", *args], code,
+                                       stdout.buffer.getvalue().decode("utf-8", "replace"), stderr.getvalue())
 
 
 def one_line_error(result: subprocess.CompletedProcess, *words: str) -> str:

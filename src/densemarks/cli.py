@@ -441,7 +441,8 @@ def evaluate_photos_command(
 
 
 # What an interrupted command leaves behind (train says how to resume): the last line on Ctrl-C.
-_kept_on_interrupt = "nothing half-written was left (each output is written whole or not at all)"
+KEPT_BY_DEFAULT = "nothing half-written was left (each output is written whole or not at all)"
+_kept_on_interrupt = KEPT_BY_DEFAULT
 
 
 def _will_write(path: Optional[Path], folder: bool = False) -> None:
@@ -469,9 +470,13 @@ def _close_progress_bars() -> None:
         bar.close()
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """The console script; argv: the arguments (default: the process's)."""
+    global _kept_on_interrupt
+    console.file = None  # standard output, whatever it is now (a command writing to `-` moves it)
+    _kept_on_interrupt = KEPT_BY_DEFAULT
     try:
-        app()
+        app(args=argv, prog_name="densemarks")
     except DataError as exc:
         _close_progress_bars()
         print(f"error: {exc}", file=sys.stderr)

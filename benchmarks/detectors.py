@@ -79,7 +79,7 @@ def _box(points: np.ndarray) -> np.ndarray:
 
 
 def calibrate(entries: list[dict]):
-    from densemarks.photos.evaluate import iou
+    from densemarks.core.boxes import iou
     shifts, ratios, aspects = [], [], []
     for e in entries:
         if not e["boxes"]:
@@ -104,7 +104,7 @@ def calibrate(entries: list[dict]):
 
 def score(args) -> None:
     from densemarks.data.csvio import read_photo_faces
-    from densemarks.photos.evaluate import box_of, match
+    from densemarks.core.boxes import box_of, match
 
     table = read_photo_faces(args.photos / "faces.csv")
     print(f"| detector | box prior (dx, dy, scale) from | recall ({len(table)} faces) | "

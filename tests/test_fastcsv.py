@@ -16,10 +16,12 @@ def _parse(body: bytes, columns: int, chunk_bytes: int = 1 << 20):
 
 
 def test_numbers_in_every_plain_form():
-    body = b"a.jpg\t-12\t+3\nb.jpg\t12.5\t0.125\nc.jpg\t123456789012\t-0.0001\n"
+    body = b"a.jpg\t-12\t+3\nb.jpg\t12.5\t0.125\nc.jpg\t9999999.5\t-0.0001\n"
     names, values = _parse(body, 2)
     assert names.tolist() == ["a.jpg", "b.jpg", "c.jpg"]
-    np.testing.assert_allclose(values, [[-12, 3], [12.5, 0.125], [123456789012, -0.0001]], rtol=1e-6)
+    np.testing.assert_allclose(values, [[-12, 3], [12.5, 0.125], [9999999.5, -0.0001]], rtol=1e-6)
+    # A coordinate of 1e7 px or more is no pixel: left to the general reader, which names its line.
+    assert _parse(b"a.jpg\t1\t2\nb.jpg\t-10000000\t0\n", 2) is None
 
 
 def test_crlf_missing_final_newline_and_utf8_names():

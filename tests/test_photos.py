@@ -202,6 +202,14 @@ def test_evaluate_photos_command(model, photo, own_nme, tmp_path):
     assert report["faces"] == 2 and report["found"] == 2 and report["recall"] == 1.0
     assert report["nme"] < own_nme.mean() + 5 and report["ms_per_photo"] > 0, (report["nme"], own_nme)
     assert (tmp_path / "report" / "examples.png").is_file() and "recall" in result.stdout
+    # An unreadable photo is listed and left out; the others are still measured; exit 1.
+    (folder / "images" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    broken_row = "\t".join(["broken.png", "0"] + [f"{v:.2f}" for v in truth[0].ravel()])
+    (folder / "faces.csv").write_text("\n".join(rows + [broken_row]) + "\n")
+    partial = run_cli("evaluate-photos", "--checkpoint", model, "--data", folder, "--out", tmp_path / "r2", check=False)
+    assert partial.returncode == 1 and "broken.png" in partial.stderr.strip().splitlines()[-1], partial.stderr
+    report = json.loads((tmp_path / "r2" / "report.json").read_text())
+    assert report["faces"] == 2 and report["photos"] == 1 and report["unreadable_photos"] == 1
     # A wrong annotation file is a one-line error naming its line.
     (folder / "faces.csv").write_text("\n".join(rows[:2] + [rows[2].replace("\t1\t", "\tone\t", 1)]) + "\n")
     bad = run_cli("evaluate-photos", "--checkpoint", model, "--data", folder, check=False)

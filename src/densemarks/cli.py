@@ -438,6 +438,11 @@ def evaluate_photos_command(
     if out is not None:
         write_photo_report(report, drawn, out)
         console.print(f"per-face results and pictures in {out}")
+    if report.unreadable:
+        Console(stderr=True).print(f"{len(report.unreadable)} photo(s) could not be read and were left out: "
+                                   + "; ".join(report.unreadable[:3]) + (" ..." if len(report.unreadable) > 3 else ""),
+                                   markup=False, highlight=False)
+        raise typer.Exit(1)
 
 
 # What an interrupted command leaves behind (train says how to resume): the last line on Ctrl-C.

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from densemarks.core.errors import DataError
-from densemarks.data.fastcsv import WINDOW_BYTES, NotPlain, iter_plain, parse_plain
+from densemarks.data.fastcsv import MAX_COORDINATE, WINDOW_BYTES, NotPlain, iter_plain, parse_plain
 from densemarks.core.fileio import atomic_path, cache_dir_for
 
 CACHE_VERSION = 1
@@ -400,10 +400,12 @@ def parse_with_arrow(path: Path, header: list[str], num_points: int) -> Landmark
 
 def _check_finite(path: Path, table: LandmarkTable, header: list[str], first_row: int = 0) -> None:
     flat = table.points.reshape(len(table), -1)
-    bad = ~np.isfinite(flat)
+    bad = ~(np.abs(flat) <= MAX_COORDINATE)  # nan and inf included
     if bad.any():
         row, col = np.argwhere(bad)[0]
-        raise DataError(path, f"{header[col + 1]} is {flat[row, col]}, expected a finite number "
+        value = flat[row, col]
+        allowed = "a finite number" if not np.isfinite(value) else f"a pixel coordinate within +-{MAX_COORDINATE:.0e}"
+        raise DataError(path, f"{header[col + 1]} is {value:g}, expected {allowed} "
                         f"(file_name {table.file_names[row]})", line=first_row + int(row) + 2)
 
 

@@ -30,6 +30,8 @@ _SEVEN_F = _U(0x7F7F7F7F7F7F7F7F)
 _EIGHTY = _U(0x8080808080808080)
 _LF8 = _U(0x0A0A0A0A0A0A0A0A)
 _POWERS = 10.0 ** np.arange(19)  # exact in float64
+MAX_COORDINATE = 1e7  # pixels: no face crop or photo is this large; a larger number is a broken file
+_TOO_LARGE = np.int64(MAX_COORDINATE)
 
 
 @njit(inline="always")
@@ -92,7 +94,8 @@ def _parse_chunk(buf, i, end, row, values, names, name_lengths):
                 whole = whole * 10 + d
             elif b == _TAB or b == _LF or b == _CR:
                 digits = j - start
-                if digits == 0 or digits > 18 or col == columns:  # 18: no int64 overflow
+                # 18: no int64 overflow; a coordinate of MAX_COORDINATE or more goes to the general reader, which refuses it
+                if digits == 0 or digits > 18 or col == columns or whole >= _TOO_LARGE:
                     return False
                 value = whole + fraction
                 out[col] = -value if negative else value

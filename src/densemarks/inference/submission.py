@@ -10,9 +10,7 @@ import pyarrow as pa
 
 from densemarks.core.errors import DataError
 from densemarks.data.csvio import RequestedPoints, iter_aligned, landmark_count, read_test_points, write_table
-
-
-MAX_PIXEL = 1e7  # no crop is this large; far below what an int64 (or Kaggle's parser) holds
+from densemarks.data.fastcsv import MAX_COORDINATE as MAX_PIXEL  # far below what an int64 (or Kaggle) holds
 
 
 def submission_table(predictions_csv: str | Path, test_points_csv: str | Path) -> pa.Table:

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 from tqdm import tqdm
 
 from densemarks.data.csvio import read_photo_faces
+from densemarks.core.boxes import box_of, match
 from densemarks.core.errors import DataError
 from densemarks.data.dataset import check_images_exist
 from densemarks.data.images import load_image
@@ -42,32 +42,11 @@ class PhotoReport:
     ms_per_photo: float  # median, detection + landmarks (decoding the file excluded)
     ms_per_photo_mean: float
     per_face: list[dict]
+    unreadable: list[str]  # 'photo: what is wrong' for photos that could not be read (their faces left out)
 
     def summary(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k != "per_face"}
-
-
-def box_of(points: np.ndarray) -> np.ndarray:
-    """(..., K, 2) -> (..., 4) bounding boxes x0, y0, x1, y1."""
-    return np.concatenate([points.min(axis=-2), points.max(axis=-2)], axis=-1)
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(N, 4) x (M, 4) -> (N, M) intersection over union."""
-    lo = np.maximum(a[:, None, :2], b[None, :, :2])
-    hi = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(hi - lo, 0, None), axis=2)
-    area = lambda x: np.prod(x[:, 2:] - x[:, :2], axis=1)  # noqa: E731
-    return inter / (area(a)[:, None] + area(b)[None, :] - inter)
-
-
-def match(truth_boxes: np.ndarray, detected_boxes: np.ndarray, min_iou: float) -> list[tuple[int, int]]:
-    """One-to-one pairs (truth row, detection row) maximising total IoU, each at least min_iou."""
-    if len(truth_boxes) == 0 or len(detected_boxes) == 0:
-        return []
-    overlap = iou(truth_boxes, detected_boxes)
-    rows, cols = linear_sum_assignment(-overlap)
-    return [(int(r), int(c)) for r, c in zip(rows, cols) if overlap[r, c] >= min_iou]
+        return {k: v for k, v in self.__dict__.items() if k not in ("per_face", "unreadable")} | \
+            {"unreadable_photos": len(self.unreadable)}
 
 
 def evaluate_photos(predictor, folder: str | Path, *, min_iou: float = 0.4, limit: int | None = None,
@@ -86,9 +65,15 @@ def evaluate_photos(predictor, folder: str | Path, *, min_iou: float = 0.4, limi
     names = list(dict.fromkeys(table.file_names.tolist()))[:limit]
     check_images_exist(folder / "faces.csv", folder / "images", np.asarray(names))  # names inside images/ only
     check_norm_distances(folder / "faces.csv", table.file_names, table.points, norm_points)
-    per_face, times = [], []
+    per_face, times, unreadable = [], [], []
     for name in tqdm(names, desc="photos", unit="photo", disable=quiet):
-        image = load_image(folder / "images" / name)
+        try:
+            image = load_image(folder / "images" / name)
+        except DataError as exc:  # listed and left out, as `detect` does; the others still count
+            unreadable.append(str(exc))
+            if not quiet:
+                tqdm.write(f"skipped: {exc}")
+            continue
         rows = np.flatnonzero(table.file_names == name)
         truth = table.points[rows]
         started = time.perf_counter()
@@ -105,14 +90,16 @@ def evaluate_photos(predictor, folder: str | Path, *, min_iou: float = 0.4, limi
             per_face.append(record)
         if on_photo is not None:
             on_photo(name, image.pixels, faces, list(truth))
+    if not per_face:
+        raise DataError(folder / "images", f"none of the {len(names)} photos could be read: {unreadable[0]}")
     found = np.array([r["found"] for r in per_face])
     nme = np.array([r["nme"] for r in per_face])
     failures = (~found) | (np.nan_to_num(nme, nan=np.inf) > 10)
-    return PhotoReport(len(names), len(per_face), int(found.sum()), float(found.mean()),
+    return PhotoReport(len(names) - len(unreadable), len(per_face), int(found.sum()), float(found.mean()),
                        float(np.nanmean(nme)) if found.any() else float("nan"),
                        float(np.nanmedian(nme)) if found.any() else float("nan"),
                        float(failures.mean() * 100), float(np.median(times) * 1000), float(np.mean(times) * 1000),
-                       per_face)
+                       per_face, unreadable)
 
 
 def write_photo_report(report: PhotoReport, drawn: list[tuple], out: str | Path, count: int = 12) -> None:

@@ -50,6 +50,7 @@ bench: $(STAMP) weights
 	$(BIN)/python benchmarks/train_throughput.py --data ../shared/data/300w-afw-helen
 	$(BIN)/python benchmarks/heatmap_vs_regression.py
 	$(BIN)/python benchmarks/photo_speed.py --checkpoint $(or $(CKPT),runs/fast/best.pt) --photos ../shared/data/afw-photos
+	$(BIN)/python benchmarks/video.py --checkpoint $(or $(CKPT),runs/fast/best.pt) --photos ../shared/data/afw-photos
 
 # On a CUDA machine: the seed recipe's speed (eager and compiled), the data path, torchrun with
 # resume, predict and export, in one table (gpu-check.md). Without CUDA it says so and exits 0.

@@ -15,7 +15,7 @@ import densemarks
 PACKAGE = Path(densemarks.__file__).parent
 # Bottom to top. Modules of one layer may import each other and anything below.
 LAYERS = {"core": 0, "data": 1, "analysis": 2, "models": 3, "recipes": 4, "inference": 5,
-          "training": 6, "photos": 6, "cli": 7, "__main__": 7}
+          "training": 6, "photos": 6, "video": 7, "cli": 8, "__main__": 8}
 
 
 def _modules() -> dict[str, Path]:
@@ -67,7 +67,8 @@ def test_lower_layers_never_import_higher_ones():
             target = _resolve(name, modules)
             if target is None or _layer(module) is None:
                 continue
-            sideways = {module.split(".")[1], target.split(".")[1]} == {"training", "photos"}
+            # photos and video (inference on the user's pictures) never load training
+            sideways = {module.split(".")[1], target.split(".")[1]} in ({"training", "photos"}, {"training", "video"})
             if _layer(target) > _layer(module) or sideways:
                 wrong.append(f"{path.relative_to(PACKAGE)}:{line} imports {target}")
     assert wrong == []
@@ -113,6 +114,7 @@ def test_inference_and_photos_load_no_training_module():
     script = ("import sys\n"
               "import densemarks.inference.predict, densemarks.inference.export, densemarks.inference.ensemble\n"
               "import densemarks.inference.submission, densemarks.photos.predictor, densemarks.photos.evaluate\n"
+              "import densemarks.video.run, densemarks.video.tracker\n"
               "print(sorted(m for m in sys.modules if m.startswith('densemarks.training')))")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr

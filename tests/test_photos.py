@@ -227,7 +227,7 @@ def test_region_crop_equals_warping_the_whole_photo(model, photo):
                  for b in [(100, 100, 130, 140), (-200, -50, 500, 600), (0, 0, CANVAS[1], CANVAS[0]), (700, 500, 900, 700)]]
     for m in matrices:
         whole = warp(image, m, predictor.framing.size)[..., :3].astype(int)
-        assert np.abs(predictor._crop(image, m).astype(int) - whole).max() <= 1
+        assert np.abs(predictor.crop(image, m).astype(int) - whole).max() <= 1
 
 
 def test_checkpoint_without_framing_or_onnx_file_is_a_clear_error(model, photo, tmp_path):

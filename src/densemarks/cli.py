@@ -338,10 +338,25 @@ RefineOption = Annotated[int, typer.Option(min=0, help="Re-framing passes after 
 
 
 def _photo_predictor(checkpoint: Path, detector: str, backend: str, onnx: Optional[Path], tta: str, refine: int,
-                     threads: int):
+                     threads: int, video: bool = False):
+    """backend "auto": ONNX Runtime with --onnx or CKPT.onnx when there is one; for video, with
+    an export kept in the user cache when there is none (made once); else torch."""
     from densemarks.photos.predictor import Predictor
 
     choice = _announce_threads(threads)
+    if backend == "auto":
+        beside = checkpoint.with_suffix(".onnx")
+        if onnx is not None or beside.is_file():
+            backend = "onnx"
+        elif video:
+            from densemarks.inference.export import cached_onnx
+
+            onnx, made = cached_onnx(checkpoint)
+            backend = "onnx"
+            if made:
+                console.print(f"exported the model for ONNX Runtime once: {onnx}", highlight=False)
+        else:
+            backend = "torch"
     return Predictor.from_checkpoint(checkpoint, detector=detector, backend=backend, onnx=onnx,
                                      refine=refine, tta=tta, threads=choice.threads)
 
@@ -359,18 +374,38 @@ def _announce_threads(threads: int):
 
 @app.command()
 def detect(
-    photos: Annotated[list[Path], typer.Argument(help="Photos, or folders of photos.")],
+    photos: Annotated[list[Path], typer.Argument(help="Photos or folders of photos; or one video (a file, or a folder of numbered frames with --video).")],
     checkpoint: Annotated[Path, typer.Option(help="A checkpoint (RUN/best.pt).")],
-    out: Annotated[Path, typer.Option(help="Output: a .json or .csv file of faces and points.")],
+    out: Annotated[Path, typer.Option(help="Output: .json or .csv of faces and points; for a video .jsonl, a line per frame.")],
     detector: DetectorOption = "mtcnn",
-    backend: BackendOption = "torch",
+    backend: Annotated[str, typer.Option(help="auto (ONNX Runtime when CKPT.onnx or --onnx is there, and always for video: "
+                                              "exported once into the user cache), torch, or onnx.")] = "auto",
     onnx: OnnxOption = None,
     tta: TtaOption = "none",
     refine: RefineOption = 1,
-    draw: Annotated[Optional[Path], typer.Option(help="Folder for each photo with boxes and points drawn.")] = None,
+    draw: Annotated[Optional[Path], typer.Option(help="Photos: a folder for each photo with its faces drawn. "
+                                                     "Video: a video file (.mp4, .avi, .mkv) with the faces drawn.")] = None,
     threads: ThreadsOption = 0,
+    video: Annotated[bool, typer.Option("--video", help="Read a folder as the numbered frames of one video.")] = False,
+    fps: Annotated[Optional[float], typer.Option(min=0.1, max=1000, help="Video: frames per second (default: the file's; 30 for frames).")] = None,
+    detect_every: Annotated[int, typer.Option(min=1, help="Video: frames between detector calls while faces are tracked.")] = 15,
+    smooth: Annotated[bool, typer.Option(help="Video: One Euro smoothing of the points.")] = True,
+    min_cutoff: Annotated[float, typer.Option(min=0.001, help="Video: smoothing cutoff (Hz) of a still face: lower, less jitter.")] = 1.0,
+    beta: Annotated[float, typer.Option(min=0, help="Video: how fast the cutoff rises with speed (per face size): higher, less lag.")] = 30.0,
 ):
-    """Find every face in ordinary photos and predict its landmarks, in photo pixels."""
+    """Find every face in ordinary photos, or follow the faces through a video, and predict
+    their landmarks in photo (frame) pixels."""
+    from densemarks.video.frames import is_video
+
+    videos = [p for p in photos if is_video(p) or (video and p.is_dir())]
+    if videos:
+        if len(photos) > 1:
+            raise DataError(videos[0], "give one video per call (photos and videos do not mix either)")
+        _detect_video(videos[0], checkpoint, out, detector, backend, onnx, tta, refine, draw, threads, fps,
+                      detect_every, smooth, min_cutoff, beta)
+        return
+    if video:
+        raise DataError(photos[0], "--video reads a folder of numbered frames; this is not a folder")
     from densemarks.photos.predictor import detect_photos, list_photos
 
     _will_write(out)
@@ -386,8 +421,35 @@ def detect(
     if result.failures:
         Console(stderr=True).print(f"{len(result.failures)} photo(s) could not be read (listed in {out}): "
                                    + "; ".join(result.failures[:3]) + (" ..." if len(result.failures) > 3 else ""),
-                                   markup=False, highlight=False)
+                                   markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(1)
+
+
+def _detect_video(path: Path, checkpoint: Path, out: Path, detector: str, backend: str, onnx: Optional[Path], tta: str,
+                  refine: int, draw: Optional[Path], threads: int, fps: Optional[float], detect_every: int, smooth: bool,
+                  min_cutoff: float, beta: float) -> None:
+    from densemarks.video.frames import open_video
+    from densemarks.video.run import FOURCC, detect_video
+    from densemarks.video.smoothing import OneEuro
+    from densemarks.video.tracker import FaceTracker, TrackOptions
+
+    if out.suffix.lower() != ".jsonl":
+        raise DataError(out, "video output must end in .jsonl (one JSON line per frame)")
+    if draw is not None and draw.suffix.lower() not in FOURCC:
+        raise DataError(draw, f"the drawn video must end in one of {', '.join(FOURCC)}")
+    _will_write(out)
+    _will_write(draw)
+    open_video(path, fps)  # a file that is not a video fails here, before the model loads
+    predictor = _photo_predictor(checkpoint, detector, backend, onnx, tta, refine, threads, video=True)
+    options = TrackOptions(detect_every=detect_every, smoothing=OneEuro(min_cutoff, beta) if smooth else None)
+    result = detect_video(FaceTracker(predictor, options), path, out, draw=draw, fps=fps)
+    console.print(f"{result.frames} frames, {result.faces} faces in {result.tracks} track(s) -> {out}"
+                  + (f"; drawn: {draw}" if draw else "")
+                  + f"; {result.fps:.1f} frames/s, detector on {result.detector_calls} frames", highlight=False)
+    if result.skipped:
+        Console(stderr=True).print(f"warning: {result.skipped} frame(s) could not be decoded and were skipped "
+                                   f"(listed in {out}): " + "; ".join(result.errors[:2]),
+                                   markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -441,7 +503,7 @@ def evaluate_photos_command(
     if report.unreadable:
         Console(stderr=True).print(f"{len(report.unreadable)} photo(s) could not be read and were left out: "
                                    + "; ".join(report.unreadable[:3]) + (" ..." if len(report.unreadable) > 3 else ""),
-                                   markup=False, highlight=False)
+                                   markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(1)
 
 

@@ -102,6 +102,11 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
         raise
 
 
+def user_cache() -> Path:
+    """The user's cache folder for densemarks: $DENSEMARKS_CACHE, else ~/.cache/densemarks."""
+    return Path(os.environ.get("DENSEMARKS_CACHE", Path.home() / ".cache" / "densemarks"))
+
+
 def cache_dir_for(source: str | Path) -> Path:
     """Where derived files for `source` (a CSV) live: beside it when writable, else a user cache.
 
@@ -111,9 +116,8 @@ def cache_dir_for(source: str | Path) -> Path:
     # Mode bits, not os.access: as root every folder is "writable", even a read-only share.
     if source.parent.stat().st_mode & 0o222 and os.access(source.parent, os.W_OK):
         return source.parent
-    root = Path(os.environ.get("DENSEMARKS_CACHE", Path.home() / ".cache" / "densemarks"))
     key = hashlib.sha1(str(source).encode()).hexdigest()[:16]
-    folder = root / key
+    folder = user_cache() / key
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 

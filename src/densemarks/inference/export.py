@@ -4,6 +4,7 @@ crop pixels out), verified against torch on random crops before it is kept.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import numpy as np
 import torch
 
 from densemarks.core.errors import DataError
-from densemarks.core.fileio import atomic_path
+from densemarks.core.fileio import atomic_path, user_cache
 from densemarks.inference.checkpoint import Checkpoint
 from densemarks.inference.landmarker import InferenceModel
 
@@ -44,6 +45,25 @@ def export_onnx(checkpoint: str | Path, out: str | Path, *, opset: int = 18, tol
             raise DataError(out, f"ONNX Runtime differs from torch by {diff:.4g} input pixels "
                             f"(allowed {tolerance:.4g}); nothing written")
     return ExportResult(out, diff, (h, w))
+
+
+def cached_onnx(checkpoint: str | Path, opset: int = 18) -> tuple[Path, bool]:
+    """The checkpoint's ONNX file: CHECKPOINT.onnx when it is there and newer than the
+    checkpoint, else an export kept in the user cache under the checkpoint's content hash (made
+    now if missing). Returns (path, whether it was exported now)."""
+    checkpoint = Path(checkpoint)
+    beside = checkpoint.with_suffix(".onnx")
+    if beside.is_file() and beside.stat().st_mtime >= checkpoint.stat().st_mtime:
+        return beside, False
+    digest = hashlib.sha1()
+    with open(checkpoint, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    cached = user_cache() / "onnx" / f"{digest.hexdigest()[:20]}.onnx"
+    if cached.is_file():
+        return cached, False
+    export_onnx(checkpoint, cached, opset=opset)
+    return cached, True
 
 
 def _max_diff(model: torch.nn.Module, path: Path, batch: int, h: int, w: int) -> float:

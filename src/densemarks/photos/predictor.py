@@ -124,16 +124,23 @@ class Predictor:
             points = self.predict_framed(image, self.framing.region_matrix(points))
         return points
 
-    def predict_framed(self, photo, matrices: np.ndarray) -> np.ndarray:
-        """Points (N, K, 2) in photo pixels for N faces framed by `matrices` (N, 3, 3): photo
-        pixels -> input pixels, e.g. `framing.region_matrix` of rough points; one pass, no refinement."""
+    def framed_crops(self, photo, matrices: np.ndarray) -> np.ndarray:
+        """The network's inputs for N faces framed by `matrices` (N, 3, 3): (V * N, H, W, 3)
+        uint8, view-major; the first N are the faces as framed (every TTA mode's first view)."""
         image = as_loaded(photo)
+        views = self.views[:, None] @ matrices[None]  # (V, N, 3, 3)
+        return np.stack([self.crop(image, m) for m in views.reshape(-1, 3, 3)])
+
+    def predict_framed(self, photo, matrices: np.ndarray, crops: np.ndarray | None = None) -> np.ndarray:
+        """Points (N, K, 2) in photo pixels for N faces framed by `matrices` (N, 3, 3): photo
+        pixels -> input pixels, e.g. `framing.region_matrix` of rough points; one pass, no
+        refinement. crops: `framed_crops(photo, matrices)` when the caller has made them."""
         views = self.views[:, None] @ matrices[None]  # (V, N, 3, 3), view-major
-        crops = np.stack([self._crop(image, m) for m in views.reshape(-1, 3, 3)])  # (V * N, H, W, 3) uint8
+        crops = self.framed_crops(photo, matrices) if crops is None else crops
         return predict_views(self.landmarker, crops, lambda c: c[:, :, ::-1], views,
                              np.zeros(views.shape[:2], bool), self.tta, self.flip_index)
 
-    def _crop(self, image: LoadedImage, matrix: np.ndarray) -> np.ndarray:
+    def crop(self, image: LoadedImage, matrix: np.ndarray) -> np.ndarray:
         """One face's input crop (H, W, 3) uint8. Only the photo's region under the crop (plus a
         margin for the anti-aliasing pyramid) is handed to the warp: a face in a large photo does
         not pay for shrinking the whole photo."""

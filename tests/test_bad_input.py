@@ -151,7 +151,7 @@ def test_ctrl_c_says_what_was_kept_and_how_to_resume(few, tmp_path):
     import time
     out = tmp_path / "run"
     victim = subprocess.Popen([sys.executable, "-m", "densemarks", "train", "--data", str(few), "--out", str(out),
-                               "--recipe", "fast-cpu", *SMALL[:-1], "epochs=50"],
+                               "--recipe", "fast-cpu", *SMALL[:-1], "epochs=100000"],  # never done before the signal
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and not ((out / "log.csv").is_file() and len((out / "log.csv").read_text().splitlines()) >= 2):

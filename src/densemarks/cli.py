@@ -386,7 +386,7 @@ def detect(
     draw: Annotated[Optional[Path], typer.Option(help="Photos: a folder for each photo with its faces drawn. "
                                                      "Video: a video file (.mp4, .avi, .mkv) with the faces drawn.")] = None,
     threads: ThreadsOption = 0,
-    video: Annotated[bool, typer.Option("--video", help="Read a folder as the numbered frames of one video.")] = False,
+    video: Annotated[bool, typer.Option("--video", help="The input is one video: a folder of numbered frames, or a file with an unusual suffix.")] = False,
     fps: Annotated[Optional[float], typer.Option(min=0.1, max=1000, help="Video: frames per second (default: the file's; 30 for frames).")] = None,
     detect_every: Annotated[int, typer.Option(min=1, help="Video: frames between detector calls while faces are tracked.")] = 15,
     smooth: Annotated[bool, typer.Option(help="Video: One Euro smoothing of the points.")] = True,
@@ -397,15 +397,13 @@ def detect(
     their landmarks in photo (frame) pixels."""
     from densemarks.video.frames import is_video
 
-    videos = [p for p in photos if is_video(p) or (video and p.is_dir())]
+    videos = [p for p in photos if is_video(p) or video]
     if videos:
         if len(photos) > 1:
             raise DataError(videos[0], "give one video per call (photos and videos do not mix either)")
         _detect_video(videos[0], checkpoint, out, detector, backend, onnx, tta, refine, draw, threads, fps,
                       detect_every, smooth, min_cutoff, beta)
         return
-    if video:
-        raise DataError(photos[0], "--video reads a folder of numbered frames; this is not a folder")
     from densemarks.photos.predictor import detect_photos, list_photos
 
     _will_write(out)

@@ -152,7 +152,10 @@ def test_ctrl_c_says_what_was_kept_and_how_to_resume(few, tmp_path):
     out = tmp_path / "run"
     victim = subprocess.Popen([sys.executable, "-m", "densemarks", "train", "--data", str(few), "--out", str(out),
                                "--recipe", "fast-cpu", *SMALL[:-1], "epochs=100000"],  # never done before the signal
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                              # Ctrl-C's default action even when pytest itself runs in the background
+                              # (a shell starts background jobs with SIGINT ignored, and children inherit it)
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and not ((out / "log.csv").is_file() and len((out / "log.csv").read_text().splitlines()) >= 2):
         time.sleep(0.2)

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from densemarks.analysis.viz import PREDICTION_COLOUR, draw_points, draw_shape
+from densemarks.analysis.viz import draw_faces
 from densemarks.core.errors import DataError
 from densemarks.core.fileio import atomic_path
 from densemarks.video.frames import open_video, prefetch
@@ -102,14 +102,9 @@ def detect_video(tracker: FaceTracker, video: str | Path, out: str | Path, *, dr
 
 
 def draw_tracked(pixels: np.ndarray, frame: FrameFaces, scheme) -> np.ndarray:
-    """A copy of the frame with each face's regions as lines (or its points as dots without a
-    scheme) and its id above it."""
-    image = np.ascontiguousarray(pixels).copy()
+    """A copy of the frame with its faces drawn as `detect` draws photos, each with its id."""
+    image = draw_faces(pixels, frame.faces, scheme=scheme)
     for face in frame.faces:
-        if scheme is not None:
-            image = draw_shape(image, face.points, scheme, PREDICTION_COLOUR)
-        else:
-            image = draw_points(image, face.points, PREDICTION_COLOUR)
         x0, y0 = int(face.box[0]), int(face.box[1])
         cv2.putText(image, str(face.id), (x0, max(12, y0 - 6)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 220, 0), 1,
                     cv2.LINE_AA)

@@ -437,10 +437,10 @@ def _detect_video(path: Path, checkpoint: Path, out: Path, detector: str, backen
         raise DataError(draw, f"the drawn video must end in one of {', '.join(FOURCC)}")
     _will_write(out)
     _will_write(draw)
-    open_video(path, fps)  # a file that is not a video fails here, before the model loads
+    source = open_video(path, fps)  # a file that is not a video fails here, before the model loads
     predictor = _photo_predictor(checkpoint, detector, backend, onnx, tta, refine, threads, video=True)
     options = TrackOptions(detect_every=detect_every, smoothing=OneEuro(min_cutoff, beta) if smooth else None)
-    result = detect_video(FaceTracker(predictor, options), path, out, draw=draw, fps=fps)
+    result = detect_video(FaceTracker(predictor, options), source, out, draw=draw)
     console.print(f"{result.frames} frames, {result.faces} faces in {result.tracks} track(s) -> {out}"
                   + (f"; drawn: {draw}" if draw else "")
                   + f"; {result.fps:.1f} frames/s, detector on {result.detector_calls} frames", highlight=False)

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from densemarks.analysis.viz import draw_faces
 from densemarks.core.errors import DataError
 from densemarks.core.fileio import atomic_path
-from densemarks.video.frames import open_video, prefetch
+from densemarks.video.frames import FrameFolder, VideoFile, open_video, prefetch
 from densemarks.video.tracker import FaceTracker, FrameFaces
 
 # The codec each container gets (OpenCV's FFmpeg writer): widely playable and always built in.
@@ -59,16 +59,17 @@ def frame_record(frame: FrameFaces) -> dict:
     return record
 
 
-def detect_video(tracker: FaceTracker, video: str | Path, out: str | Path, *, draw: str | Path | None = None,
+def detect_video(tracker: FaceTracker, video: "str | Path | VideoFile | FrameFolder", out: str | Path, *, draw: str | Path | None = None,
                  fps: float | None = None, quiet: bool = False) -> VideoResult:
-    """Track faces through `video` (a file or a folder of numbered frames), writing JSON Lines
+    """Track faces through `video` (a file or a folder of numbered frames, or `open_video`'s
+    source for one), writing JSON Lines
     to `out` and, with `draw`, the video with its faces drawn (same size and frame rate)."""
     out = Path(out)
     if out.suffix.lower() != ".jsonl":
         raise DataError(out, "video output must end in .jsonl (one JSON line per frame)")
     if draw is not None and Path(draw).suffix.lower() not in FOURCC:
         raise DataError(draw, f"drawn video must end in one of {', '.join(FOURCC)}")
-    source = open_video(video, fps)
+    source = open_video(video, fps) if isinstance(video, (str, Path)) else video
     info = source.info
     tracker.reset()
     scheme = tracker.predictor.scheme

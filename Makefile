@@ -48,7 +48,7 @@ bench: $(STAMP) weights
 	$(BIN)/python benchmarks/csv_load.py
 	$(BIN)/python benchmarks/augment_speed.py --data ../shared/data/300w-afw-helen/train
 	$(BIN)/python benchmarks/train_throughput.py --data ../shared/data/300w-afw-helen
-	$(BIN)/python benchmarks/heatmap_vs_regression.py
+	$(BIN)/python benchmarks/head_speed.py
 	$(BIN)/python benchmarks/photo_speed.py --checkpoint $(or $(CKPT),runs/fast/best.pt) --photos ../shared/data/afw-photos
 	$(BIN)/python benchmarks/video.py --checkpoint $(or $(CKPT),runs/fast/best.pt) --photos ../shared/data/afw-photos
 

@@ -70,13 +70,14 @@ def test_network_outputs_what_decode_takes(name):
 
 
 def test_an_unknown_head_names_the_known_ones():
-    with pytest.raises(DataError, match=r"head='hetmap' is not one of regression or heatmap; did you mean 'heatmap'"):
+    with pytest.raises(DataError, match=r"head='hetmap' is not one of regression, heatmap or simcc; did you mean 'heatmap'"):
         _head("hetmap")
 
 
-def test_a_regression_network_starts_from_the_mean_face():
+@pytest.mark.parametrize("name", ["regression", "simcc"])
+def test_a_network_starts_from_the_mean_face(name):
     """start_from: the untrained network's answer is the mean face, wherever the input."""
-    head = _head("regression")
+    head = _head(name)
     torch.manual_seed(0)
     model = head.network("resnet18", 4, weights="none").eval()
     mean = POINTS.mean(0).numpy()

@@ -117,9 +117,9 @@ def test_exif_rotated_photo_gives_the_upright_points(model, photo, tmp_path):
         np.testing.assert_allclose(fb.points, fa.points, atol=1e-3)
 
 
-@pytest.mark.parametrize("run_name", ["trained68", pytest.param("heatmap68", marks=pytest.mark.heavy)])
+@pytest.mark.parametrize("run_name", ["trained68", "simcc68", pytest.param("heatmap68", marks=pytest.mark.heavy)])
 def test_onnx_runtime_equals_torch(run_name, request, photo, tmp_path):
-    """Both heads export with their decoding and give the torch points on a photo."""
+    """Every head exports with its decoding and gives the torch points on a photo."""
     model = request.getfixturevalue(run_name) / "best.pt"
     path, _, _ = photo
     onnx = tmp_path / "model.onnx"
@@ -134,10 +134,10 @@ def test_onnx_runtime_equals_torch(run_name, request, photo, tmp_path):
 
 
 @pytest.mark.parametrize("tta", list(TTA_MODES))
-@pytest.mark.parametrize("run_name", ["trained68", "heatmap68"])
+@pytest.mark.parametrize("run_name", ["trained68", "heatmap68", "simcc68"])
 def test_a_test_crop_as_a_photo_gives_the_points_of_predict(run_name, tta, request, faces68):
     """One test-time path: a test image handed to the photo Predictor with its crop's frame
-    gives the points `predict` gives on the test folder, for both heads and every TTA mode."""
+    gives the points `predict` gives on the test folder, for every head and TTA mode."""
     model = request.getfixturevalue(run_name) / "best.pt"
     test = faces68 / "test"
     state = Checkpoint.load(model)

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -114,7 +115,23 @@ def test_heatmap_head_pipeline_and_resume(heatmap68, faces68, tiny, tmp_path):
     """heatmap-cpu (the session's conftest.heatmap68: pretrained backbone, decoder from scratch)
     clearly beats the mean shape, with every TTA mode; a run resumed after epoch 1 ends exactly
     where a straight run does (the per-step point subsets come from the checkpointed RNG)."""
-    run, test = heatmap68, faces68 / "test"
+    _beats_the_mean_shape_with_every_tta(heatmap68, faces68, tmp_path)
+
+    small = ["--data", tiny, "--recipe", "heatmap-cpu", "weights=none", "scheduler=plateau", "augment.size=[64,64]",
+             "batch_size=16", "threads=2", "heatmap_points_per_step=8"]
+    run_cli("train", "--out", tmp_path / "straight", *small, "epochs=2")
+    run_cli("train", "--out", tmp_path / "halves", *small, "epochs=1")
+    run_cli("train", "--out", tmp_path / "halves", "--resume", *small[:2], "epochs=2")
+    assert _final_val_nme(tmp_path / "halves") == pytest.approx(_final_val_nme(tmp_path / "straight"), rel=1e-6)
+
+
+def test_simcc_head_pipeline(simcc68, faces68, tmp_path):
+    """The SimCC head (conftest.simcc68) clearly beats the mean shape with every TTA mode."""
+    _beats_the_mean_shape_with_every_tta(simcc68, faces68, tmp_path)
+
+
+def _beats_the_mean_shape_with_every_tta(run: Path, faces68: Path, tmp_path: Path) -> None:
+    test = faces68 / "test"
     for name, tta in (("p.csv", "none"), ("pf.csv", "flip"), ("pm.csv", "multi")):
         run_cli("predict", "--checkpoint", run / "best.pt", "--data", test, "--out", tmp_path / name, "--tta", tta)
     run_cli("predict", "--checkpoint", run / "best.pt", "--data", test, "--out", tmp_path / "base.csv",
@@ -126,12 +143,36 @@ def test_heatmap_head_pipeline_and_resume(heatmap68, faces68, tiny, tmp_path):
     model, flipped, multi, baseline = (metrics[str(tmp_path / f)]["nme"] for f in ("p.csv", "pf.csv", "pm.csv", "base.csv"))
     assert max(model, flipped, multi) < 0.6 * baseline, (model, flipped, multi, baseline)
 
-    small = ["--data", tiny, "--recipe", "heatmap-cpu", "weights=none", "scheduler=plateau", "augment.size=[64,64]",
-             "batch_size=16", "threads=2", "heatmap_points_per_step=8"]
-    run_cli("train", "--out", tmp_path / "straight", *small, "epochs=2")
-    run_cli("train", "--out", tmp_path / "halves", *small, "epochs=1")
-    run_cli("train", "--out", tmp_path / "halves", "--resume", *small[:2], "epochs=2")
+
+def test_distillation_caches_the_teachers_points_and_resumes(trained68, faces68, tiny, tmp_path):
+    """teacher=CKPT: the teacher's flip-TTA points for exactly the training faces are cached in
+    the run folder, reused on --resume (not predicted again), and the run resumes exactly; a
+    teacher of another point count is a one-line error before any training."""
+    from densemarks.data.dataset import open_training_data
+    from densemarks.inference.checkpoint import Checkpoint
+    from densemarks.inference.predict import predict_images
+    from densemarks.training.setup import validation_split
+
+    teacher = trained68 / "best.pt"
+    args = ["--data", faces68, "--recipe", "fast-cpu", "weights=none", "scheduler=plateau", "augment.size=[64,64]",
+            "batch_size=32", "threads=2", f"teacher={teacher}", "teacher_weight=0.7"]
+    run_cli("train", "--out", tmp_path / "straight", *args, "epochs=2")
+    run_cli("train", "--out", tmp_path / "halves", *args, "epochs=1")
+    cache, = (tmp_path / "halves").glob("teacher_points-*.npy")
+    made = cache.stat().st_mtime_ns
+    run_cli("train", "--out", tmp_path / "halves", "--resume", "--data", faces68, "epochs=2")
+    assert cache.stat().st_mtime_ns == made
     assert _final_val_nme(tmp_path / "halves") == pytest.approx(_final_val_nme(tmp_path / "straight"), rel=1e-6)
+
+    state = Checkpoint.load(tmp_path / "halves" / "best.pt")
+    data = open_training_data(faces68)
+    train_rows, _ = validation_split(len(data.table), state.config)
+    expected = predict_images(Checkpoint.load(teacher), data.images_dir, data.table.file_names[train_rows], tta="flip")
+    np.testing.assert_allclose(np.load(cache), expected, atol=1e-4)
+    assert state.config.teacher == str(teacher) and state.config.teacher_weight == 0.7
+
+    one_line_error(run_cli("train", "--data", tiny, "--out", tmp_path / "other", "--recipe", "fast-cpu",
+                           f"teacher={teacher}", *TINY, check=False), "teacher has 68 points, the training data 30")
 
 
 def test_weight_average_is_the_saved_model_and_resumes_exactly(tiny, tmp_path):

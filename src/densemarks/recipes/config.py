@@ -24,6 +24,7 @@ from densemarks.data.loader import SAMPLERS
 from densemarks.data.store import FORMATS as STORE_FORMATS
 from densemarks.models.heads import HEADS
 from densemarks.models.heads.heatmap import DECODERS, HEATMAP_LOSSES
+from densemarks.models.heads.simcc import DECODERS as SIMCC_DECODERS
 from densemarks.models.losses import LOSSES
 from densemarks.models.optim import MODES, OPTIMIZERS, SCHEDULERS
 
@@ -38,8 +39,13 @@ class TrainConfig:
     heatmap_loss: str = "both"  # heatmap: terms of the loss (heads.heatmap.HEATMAP_LOSSES)
     coord_weight: float = 0.1  # heatmap_loss=both: weight of the coordinate L1 (input pixels)
     heatmap_decode: str = "argmax"  # heatmap: map decoding (heads.heatmap.DECODERS)
-    decoder_channels: int = 64  # heatmap: width of the U-Net decoder
+    decoder_channels: int = 64  # heatmap: width of the U-Net decoder; simcc: of the feature fusion
     heatmap_points_per_step: int = 64  # heatmap: points whose maps each training step computes (0 = all)
+    simcc_split: float = 2.0  # simcc: bins per input pixel
+    simcc_sigma: float = 2.0  # simcc: the labels' Gaussian sigma, in input pixels
+    simcc_hidden: int = 128  # simcc: width of the MLP from a point's feature grid to its bins (0: none)
+    simcc_decode: str = "argmax"  # simcc: bin decoding (heads.simcc.DECODERS)
+    simcc_coord_weight: float = 0.0  # simcc: weight of an L1 on the expected coordinates (input pixels)
     weights: str = "default"  # none | default | a torchvision weights name (IMAGENET1K_V1, ...)
     augment: AugmentConfig = field(default_factory=AugmentConfig)  # for training
     loss: str = "l1"  # regression: a name in models.losses.LOSSES
@@ -76,6 +82,9 @@ class TrainConfig:
     threads: int = 0  # torch CPU threads for the training process; 0 leaves the default
     flip_tta: bool = False  # validate with flip test-time augmentation
     val_every: int = 1  # epochs between validations
+    teacher: str = ""  # distillation (training.distill): teacher checkpoint(s), comma-separated; "": off
+    teacher_weight: float = 0.5  # distillation: weight of the loss against the teacher's points (labels: 1 - it)
+    teacher_tta: str = "flip"  # distillation: the teacher's test-time augmentation (inference.tta.TTA_MODES)
     ema: float = 0.0  # decay of a moving average of the weights, validated and saved as the model; 0: off
 
 
@@ -138,8 +147,10 @@ RANGES: dict[str, tuple] = {
     "folds": (lambda v: v == 0 or v >= 2, "0 (off) or >= 2"), "fold": _AT_LEAST_0, "stage_epochs": _AT_LEAST_1,
     "frozen_stages": _AT_LEAST_0, "backbone_lr_scale": _AT_LEAST_0, "stage_lr_decay": _POSITIVE,
     "grad_clip": _AT_LEAST_0, "val_every": _AT_LEAST_1, "ema": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "teacher_weight": _FRACTION,
     "heatmap_sigma": _POSITIVE, "coord_weight": _AT_LEAST_0, "decoder_channels": _AT_LEAST_1,
-    "heatmap_points_per_step": _AT_LEAST_0,
+    "heatmap_points_per_step": _AT_LEAST_0, "simcc_split": (lambda v: 0.25 <= v <= 8, "from 0.25 to 8"),
+    "simcc_sigma": _POSITIVE, "simcc_hidden": _AT_LEAST_0, "simcc_coord_weight": _AT_LEAST_0,
     "augment.size": (lambda v: all(16 <= s <= 4096 for s in v), "two sizes from 16 to 4096 pixels"),
     "augment.border_threshold": (lambda v: v is None or 0 <= v <= 255, "null or 0 to 255"),
     "augment.flip_p": _FRACTION, "augment.rotate_deg": (lambda v: 0 <= v <= 180, "in [0, 180]"),
@@ -169,7 +180,7 @@ def check_ranges(config: "TrainConfig", source: str) -> None:
 CHOICES: dict[str, Collection[str]] = {
     "head": HEADS, "loss": LOSSES, "optimizer": OPTIMIZERS, "scheduler": SCHEDULERS, "mode": MODES,
     "sampler": SAMPLERS, "store_format": STORE_FORMATS, "heatmap_loss": HEATMAP_LOSSES,
-    "heatmap_decode": DECODERS, "augment.crop": CROP_MODES,
+    "heatmap_decode": DECODERS, "simcc_decode": SIMCC_DECODERS, "augment.crop": CROP_MODES,
 }
 
 

@@ -27,6 +27,7 @@ from densemarks.data.augment import normalize_batch
 from densemarks.data.csvio import write_landmarks
 from densemarks.models.optim import set_trainable
 from densemarks.recipes.config import TrainConfig, parse_duration
+from densemarks.training.distill import split_points
 from densemarks.training.log import Logger
 from densemarks.training.setup import TrainingRun, key_metric, prepare_run
 
@@ -73,8 +74,11 @@ def _train(data_dir: str | Path, config: TrainConfig, out: Path, ctx: distribute
             # Normalised straight into a reused buffer in the model's memory format: no
             # allocation per batch (costly on CPU) and no separate layout conversion.
             images = normalize_batch(images, config.augment.normalize, out=inputs[: len(images)], tone=batch["tone"])
+            points, teacher = batch["points"].to(device, non_blocking=True), None
+            if config.teacher:
+                points, teacher = split_points(points, run.data.scheme.num_points)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=use_cuda and config.amp):
-                loss = run.head.train_loss(step_model, images, batch["points"].to(device, non_blocking=True))
+                loss = run.head.train_loss(step_model, images, points, teacher, config.teacher_weight)
             run.optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             if config.grad_clip > 0:

@@ -34,6 +34,7 @@ from densemarks.models.heads import Head, create_model, make_head
 from densemarks.models.optim import build_optimizer, build_scheduler
 from densemarks.recipes import config as cfg
 from densemarks.recipes.config import TrainConfig
+from densemarks.training import distill
 from densemarks.training.ema import weight_average
 from densemarks.training.parallel import StepModel
 
@@ -129,11 +130,17 @@ def prepare_run(data_dir: str | Path, config: TrainConfig, out: Path, ctx: Conte
     train_rows, val_rows = validation_split(len(table), config)
     if exclude:
         train_rows = train_rows[~np.isin(table.file_names[train_rows], list(exclude))]
+    teachers = distill.check_teachers(config, scheme.num_points) if config.teacher else []
     weights = choose(SAMPLERS, config.sampler, "sampler")(table.points[train_rows], scheme.flip_index)
     store = open_store(data.root, config.store_side, config.store_format) if config.store_side else None
     evaluation = config.augment.evaluation()
-    train_set = LandmarkDataset(data.images_dir, table.file_names[train_rows], table.points[train_rows],
-                                LandmarkTransform(config.augment, scheme.flip_index, train=True), config.seed, store)
+    train_points, train_flip = table.points[train_rows], scheme.flip_index
+    if teachers:  # the teacher's points ride through augmentation beside the labels
+        train_points = distill.PairedPoints(train_points, distill.teacher_points(config, data, train_rows, out, ctx,
+                                                                                 teachers))
+        train_flip = distill.paired_flip_index(scheme.flip_index)
+    train_set = LandmarkDataset(data.images_dir, table.file_names[train_rows], train_points,
+                                LandmarkTransform(config.augment, train_flip, train=True), config.seed, store)
     val_set = LandmarkDataset(data.images_dir, table.file_names[val_rows], table.points[val_rows],
                               LandmarkTransform(evaluation, scheme.flip_index), config.seed, store)
     framing = None

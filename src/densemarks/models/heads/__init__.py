@@ -13,10 +13,12 @@ from densemarks.core.registry import choose
 from densemarks.models.heads.base import Decoded, Head
 from densemarks.models.heads.heatmap import HeatmapHead
 from densemarks.models.heads.regression import RegressionHead
+from densemarks.models.heads.simcc import SimCCHead
 
 HEADS: dict[str, type[Head]] = {
     "regression": RegressionHead,  # 2K numbers from the backbone's last Linear layer
     "heatmap": HeatmapHead,  # K maps at 1/4 of the input from a U-Net decoder
+    "simcc": SimCCHead,  # per point, x and y as classifications over sub-pixel bins
 }
 
 

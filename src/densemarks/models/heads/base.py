@@ -62,10 +62,23 @@ class Head(Protocol):
     def loss(self, output: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
         """Scalar loss of an output against points (B, K, 2) in input pixels."""
 
-    def train_loss(self, model: nn.Module, images: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
-        """One training step's loss: usually loss(model(images), points); a head may compute
-        less than the whole output (the heatmap head's random subset of points)."""
+    def train_loss(self, model: nn.Module, images: torch.Tensor, points: torch.Tensor,
+                   teacher: torch.Tensor | None = None, teacher_weight: float = 0.0) -> torch.Tensor:
+        """One training step's loss: usually loss(model(images), points), blended with a
+        teacher's points (B, K, 2) when distilling (`blend`); a head may compute less than the
+        whole output (the heatmap head's random subset of points)."""
 
     def start_from(self, model: nn.Module, mean_points: np.ndarray) -> None:
         """Before training from scratch: make the new network's first answer the mean training
         face (K, 2) in input pixels, where the head can (a no-op where it cannot)."""
+
+
+def blend(loss, output: torch.Tensor, points: torch.Tensor, teacher: torch.Tensor | None,
+          teacher_weight: float) -> torch.Tensor:
+    """(1 - w) x loss against the labels + w x loss against a teacher's points (distillation,
+    `training.distill`); the labels' loss alone without a teacher."""
+    if teacher is None or teacher_weight == 0:
+        return loss(output, points)
+    if teacher_weight == 1:
+        return loss(output, teacher)
+    return (1 - teacher_weight) * loss(output, points) + teacher_weight * loss(output, teacher)

@@ -22,7 +22,7 @@ from torch import nn
 from densemarks.core.errors import DataError
 from densemarks.core.registry import choose
 from densemarks.models.backbones import backbone_stages, create_feature_backbone
-from densemarks.models.heads.base import Decoded
+from densemarks.models.heads.base import Decoded, blend
 from densemarks.models.losses import adaptive_wing_elementwise
 
 
@@ -217,12 +217,14 @@ class HeatmapHead:
         """Nothing to set: a map's peak is wherever the features put it (the decoder starts from
         scratch)."""
 
-    def train_loss(self, model: nn.Module, images: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+    def train_loss(self, model: nn.Module, images: torch.Tensor, points: torch.Tensor,
+                   teacher: torch.Tensor | None = None, teacher_weight: float = 0.0) -> torch.Tensor:
         """The loss on a random subset of the points (points_per_step; 0 = all), drawn anew each
         step from torch's seeded generator: every point is trained in expectation, and the last
         layer and the loss cost S/K of the full maps."""
         k = points.shape[1]
         if 0 < self.points_per_step < k:
             subset = torch.randperm(k)[: self.points_per_step].to(points.device)
-            return self.loss(model(images, subset), points[:, subset])
-        return self.loss(model(images), points)
+            picked = None if teacher is None else teacher[:, subset]
+            return blend(self.loss, model(images, subset), points[:, subset], picked, teacher_weight)
+        return blend(self.loss, model(images), points, teacher, teacher_weight)

@@ -12,7 +12,7 @@ from torch import nn
 
 from densemarks.core.registry import choose
 from densemarks.models.backbones import backbone_stages, create_backbone, head_and_backbone
-from densemarks.models.heads.base import Decoded
+from densemarks.models.heads.base import Decoded, blend
 from densemarks.models.losses import LOSSES
 
 
@@ -98,5 +98,6 @@ class RegressionHead:
         scale = self._scale(output)
         return self.loss_fn(output.float() * scale, self.codec.encode(points) * scale)
 
-    def train_loss(self, model: nn.Module, images: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
-        return self.loss(model(images), points)
+    def train_loss(self, model: nn.Module, images: torch.Tensor, points: torch.Tensor,
+                   teacher: torch.Tensor | None = None, teacher_weight: float = 0.0) -> torch.Tensor:
+        return blend(self.loss, model(images), points, teacher, teacher_weight)

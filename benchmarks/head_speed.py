@@ -1,8 +1,9 @@
-"""Benchmark: training speed and peak memory of the heatmap head against the regression head
-on the same backbone, at K = 971 points, 224 px input, batch 32 (issue 4).
+"""Benchmark: training speed and peak memory of each head (regression, heatmap, SimCC) on the
+same backbone, at K = 971 points, 224 px input, batch 32 (issues 4 and 19).
 
-    python benchmarks/heatmap_vs_regression.py [--model mobilenet_v2] [--size 224] [--batch 32] [--steps 8]
-        [--points-per-step 64]   # 0: every map every step
+    python benchmarks/head_speed.py [--model mobilenet_v2] [--size 224] [--batch 32] [--steps 8]
+        [--points-per-step 64]   # heatmap maps per step; 0: every map every step
+        [--heads regression,heatmap,simcc]
 
 Synthetic 971-point faces go through the real dataset and augmentation once; then each head
 trains on the same batches held in memory (forward, loss, backward, AdamW step), in its own
@@ -99,6 +100,7 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=971)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--points-per-step", type=int, default=64, help="heatmap maps computed per step (0: all)")
+    parser.add_argument("--heads", default="regression,heatmap,simcc", help="comma-separated; the first is the reference")
     parser.add_argument("--head", help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -109,7 +111,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         synthesize(Path(tmp) / "d", train=2 * args.batch, test=1, num_points=args.points, seed=0)
-        results = {"regression": [], "heatmap": []}
+        results = {name: [] for name in args.heads.split(",")}
         for _ in range(args.repeats):
             for head in results:
                 out = subprocess.run([sys.executable, __file__, "--head", head, "--data", str(Path(tmp) / "d"),
@@ -117,19 +119,20 @@ def main() -> None:
                                       "--steps", str(args.steps), "--points-per-step", str(args.points_per_step)],
                                      capture_output=True, text=True, check=True)
                 results[head].append(json.loads(out.stdout.strip().splitlines()[-1]))
-    first = results["regression"][0]
+    reference = next(iter(results))
+    first = results[reference][0]
     print(f"{args.model}, K = {args.points}, heatmap maps per step {args.points_per_step or 'all'}, "
           f"input {args.size}x{args.size}, batch {args.batch}, "
           f"{first['device']}, {first['threads']} threads; medians of {args.repeats} alternating runs "
           f"of {args.steps} steps")
-    print("| head | output | train images/s | peak memory (MB) | growth while training (MB) |")
-    print("|---|---|---|---|---|")
+    print(f"| head | output | train images/s | ratio to {reference} | peak memory (MB) | growth while training (MB) |")
+    print("|---|---|---|---|---|---|")
     medians = {}
     for head, runs in results.items():
         medians[head] = statistics.median(r["images_per_s"] for r in runs)
-        print(f"| {head} | {runs[0]['output']} | {medians[head]:.1f} | "
+        ratio = medians[head] / statistics.median(r["images_per_s"] for r in results[reference])
+        print(f"| {head} | {runs[0]['output']} | {medians[head]:.1f} | {ratio:.2f}x | "
               f"{statistics.median(r['peak_mb'] for r in runs):.0f} | {statistics.median(r['growth_mb'] for r in runs):.0f} |")
-    print(f"heatmap / regression speed: {medians['heatmap'] / medians['regression']:.2f}x")
 
 
 if __name__ == "__main__":

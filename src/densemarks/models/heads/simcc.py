@@ -1,0 +1,239 @@
+"""The SimCC head (Li et al., ECCV 2022, "SimCC: a simple coordinate classification
+perspective"): each point's x and y are two 1-D classifications over sub-pixel bins, trained
+against Gaussian-smoothed labels, decoded by argmax refined to sub-bin precision (or by the
+expectation).
+
+Network: the backbone's stride-16 and stride-32 features fused (the coarser upsampled and
+added), one 1x1 convolution to K channels, each point's channel flattened and sent through an
+MLP shared by all points (flattened grid -> hidden -> x bins and y bins). Its cost grows with
+K x (W + H) instead of K x W x H, so every training step supervises all K points (the heatmap
+head's K maps at 1/4 of the input only fit K = 971 by training a random subset per step).
+
+Output: (B, K, NX + NY) logits, the x bins then the y bins, one tensor (the head contract).
+Bins: `split` per input pixel, bin i centred on input coordinate (i + 0.5) / split - 0.5, so
+the bins share the input's outer edges and a mirror of the input is a reversal of the x bins.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from densemarks.core.registry import choose
+from densemarks.models.backbones import backbone_stages, create_feature_backbone
+from densemarks.models.heads.base import Decoded, blend
+
+
+@dataclass(frozen=True)
+class SimCCCodec:
+    """encode: points (B, K, 2) input pixels -> (B, K, NX + NY) log-probabilities of the
+    Gaussian labels (sigma input pixels, each axis normalised): logits whose softmax is the
+    target, so decode(encode(p)) = p. decode: logits -> (points (B, K, 2) input pixels,
+    confidence (B, K)), by
+
+    - "argmax": the best bin refined by one Newton step on the log-softmax over it and its two
+      neighbours (exact for a Gaussian, the border included);
+    - "expectation": the mean of the softmax over the bins (differentiable; pulled inwards
+      near the border).
+
+    confidence: the peak probability over a perfect Gaussian's peak, the lower of x and y, in
+    [0, 1]."""
+
+    height: int
+    width: int
+    split: float = 2.0
+    sigma: float = 2.0
+
+    @property
+    def bins(self) -> tuple[int, int]:
+        """(NX, NY)."""
+        return round(self.width * self.split), round(self.height * self.split)
+
+    def _centres(self, n: int, like: torch.Tensor) -> torch.Tensor:
+        return (torch.arange(n, device=like.device, dtype=torch.float32) + 0.5) / self.split - 0.5
+
+    def encode(self, points: torch.Tensor) -> torch.Tensor:
+        nx, ny = self.bins
+        logits = []
+        for axis, n in ((0, nx), (1, ny)):
+            d = self._centres(n, points) - points[..., axis:axis + 1].float()  # (B, K, n)
+            logits.append(torch.log_softmax(-d ** 2 / (2 * self.sigma ** 2), dim=-1))
+        return torch.cat(logits, dim=-1)
+
+    def split_axes(self, output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        nx, _ = self.bins
+        return output[..., :nx], output[..., nx:]
+
+    def decode(self, output: torch.Tensor, method: str = "argmax") -> tuple[torch.Tensor, torch.Tensor]:
+        decoder = choose(DECODERS, method, "simcc decoding")
+        coords, peaks = [], []
+        for logits in self.split_axes(output.float()):
+            logp = torch.log_softmax(logits, dim=-1)
+            coords.append(decoder(logp) / self.split - 0.5)  # bin index -> input pixels
+            peaks.append(logp.amax(dim=-1).exp())
+        peak = math.sqrt(2 * math.pi) * self.sigma * self.split  # a Gaussian label's peak is 1/this
+        return torch.stack(coords, dim=-1), (torch.minimum(*peaks) * peak).clamp(0, 1)
+
+
+def refined_argmax_1d(logp: torch.Tensor) -> torch.Tensor:
+    """(..., n) log-probabilities -> (...) bin coordinates (bin i's centre at i + 0.5): argmax, then one Newton step from the three bins around it (moved
+    inside at the border), the offset limited to 1.5 bins. A Gaussian's log is a parabola: the
+    step lands on its centre."""
+    n = logp.shape[-1]
+    best = logp.argmax(dim=-1)
+    if n < 3:
+        return best.float() + 0.5
+    centre = best.clamp(1, n - 2)
+
+    def at(offset: int) -> torch.Tensor:
+        return logp.gather(-1, (centre + offset).unsqueeze(-1)).squeeze(-1)
+
+    left, middle, right = at(-1), at(0), at(1)
+    curvature = left - 2 * middle + right
+    ok = curvature < -1e-9
+    step = -(right - left) / 2 / torch.where(ok, curvature, -torch.ones_like(curvature))
+    position = torch.where(ok, centre + step, best.float())
+    position = torch.minimum(torch.maximum(position, best - 1.5), best + 1.5).clamp(-0.5, n - 0.5)
+    return position + 0.5
+
+
+def expectation_1d(logp: torch.Tensor) -> torch.Tensor:
+    """(..., n) log-probabilities -> (...) the mean bin coordinate (bin centre i + 0.5)."""
+    n = logp.shape[-1]
+    return (logp.exp() * (torch.arange(n, device=logp.device, dtype=logp.dtype) + 0.5)).sum(-1)
+
+
+def label_kl(logits: torch.Tensor, centre: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Mean over (B, K) of KL(labels || softmax(logits)) for logits (B, K, n) and label centres
+    (B, K) in bins (bin i centred at i): the labels are a Gaussian of `sigma` bins cut at 3 sigma
+    and normalised. Computed as logsumexp(logits) - sum(labels * logits) - entropy(labels), from
+    the few bins the labels cover (gathered), so no (B, K, n) label tensor is built: at K = 971
+    that tensor and its KL were half of a training step."""
+    n = logits.shape[-1]
+    radius = max(1, math.ceil(3 * sigma))
+    offsets = torch.arange(-radius, radius + 1, device=logits.device)
+    index = torch.round(centre).long().unsqueeze(-1) + offsets  # (B, K, 2r + 1)
+    inside = (index >= 0) & (index < n)
+    weight = torch.exp(-(index - centre.unsqueeze(-1)) ** 2 / (2 * sigma ** 2)) * inside
+    weight = weight / weight.sum(-1, keepdim=True).clamp_min(1e-12)  # a centre far outside: no bins
+    picked = logits.gather(-1, index.clamp(0, n - 1))
+    entropy = -(weight * torch.log(weight.clamp_min(1e-30))).sum(-1)
+    return (torch.logsumexp(logits, -1) - (weight * picked).sum(-1) - entropy).mean()
+
+
+# simcc_decode: bin coordinate (bin i's centre at i + 0.5) from log-probabilities (..., n).
+DECODERS = {"argmax": refined_argmax_1d, "expectation": expectation_1d}
+
+
+class SimCCLayers(nn.Module):
+    """Features at strides 16 and 32 -> (B, K, NX + NY) logits."""
+
+    def __init__(self, in_channels: list[int], channels: int, num_points: int, grid: int, hidden: int,
+                 bins: int):
+        super().__init__()
+        self.lateral16 = nn.Conv2d(in_channels[0], channels, 1)
+        self.lateral32 = nn.Conv2d(in_channels[1], channels, 1)
+        self.smooth = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1, bias=False),
+                                    nn.BatchNorm2d(channels), nn.ReLU(inplace=True))
+        self.points = nn.Conv2d(channels, num_points, 1)
+        layers: list[nn.Module] = [nn.Linear(grid, hidden), nn.GELU()] if hidden else []
+        self.classify = nn.Sequential(*layers, nn.Linear(hidden or grid, bins))
+        # Each point's own bias over its bins (K x (NX + NY) numbers): where the point usually
+        # is, which the shared classifier cannot hold. `SimCCHead.start_from` sets it.
+        self.prior = nn.Parameter(torch.zeros(num_points, bins))
+
+    def forward(self, f16: torch.Tensor, f32: torch.Tensor) -> torch.Tensor:
+        lateral = self.lateral16(f16)
+        x = F.interpolate(self.lateral32(f32), size=lateral.shape[-2:], mode="bilinear", align_corners=False)
+        x = self.points(self.smooth(x + lateral))  # (B, K, h, w)
+        return self.classify(x.flatten(2)) + self.prior  # the MLP runs on the last axis: every point alike
+
+
+class LandmarkSimCCModel(nn.Module):
+    """Backbone features -> SimCC layers -> (B, K, NX + NY) logits."""
+
+    def __init__(self, features: nn.Module, channels: list[int], num_points: int, size: tuple[int, int],
+                 decoder_channels: int, hidden: int, bins: int):
+        super().__init__()
+        self.backbone = features  # returns a list of feature maps, strides 4, 8, 16, 32
+        h, w = size
+        grid = math.ceil(h / 16) * math.ceil(w / 16)
+        self.layers = SimCCLayers(channels[-2:], decoder_channels, num_points, grid, hidden, bins)
+        self.num_points = num_points
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        features = self.backbone(images)
+        return self.layers(features[-2], features[-1])
+
+    def head_parameters(self) -> list[nn.Parameter]:
+        return list(self.layers.parameters())
+
+    def stages(self) -> list[list[nn.Parameter]]:
+        return backbone_stages(self.backbone, has_head=False)
+
+
+PRIOR_WIDTH = 0.1  # sigma of the per-point prior set by start_from, as a fraction of the input
+
+
+class SimCCHead:
+    def __init__(self, size: tuple[int, int], split: float = 2.0, sigma: float = 2.0, hidden: int = 128,
+                 decode: str = "argmax", coord_weight: float = 0.0, decoder_channels: int = 64):
+        h, w = size
+        self.size = (h, w)
+        self.codec = SimCCCodec(h, w, split, sigma)
+        choose(DECODERS, decode, "simcc decoding")  # an unknown name fails here, not at the first decode
+        self.method = decode
+        self.hidden = hidden
+        self.coord_weight = coord_weight
+        self.decoder_channels = decoder_channels
+
+    @classmethod
+    def from_config(cls, config) -> "SimCCHead":
+        return cls(config.augment.size, config.simcc_split, config.simcc_sigma, config.simcc_hidden,
+                   config.simcc_decode, config.simcc_coord_weight, config.decoder_channels)
+
+    def network(self, backbone: str, num_points: int, weights: str) -> LandmarkSimCCModel:
+        features, channels = create_feature_backbone(backbone, weights)
+        return LandmarkSimCCModel(features, channels, num_points, self.size, self.decoder_channels, self.hidden,
+                                  sum(self.codec.bins))
+
+    def encode(self, points: torch.Tensor) -> torch.Tensor:
+        return self.codec.encode(points)
+
+    def decode(self, output: torch.Tensor) -> Decoded:
+        points, confidence = self.codec.decode(output, self.method)
+        return Decoded(points, confidence)
+
+    def loss(self, output: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+        """KL divergence from the Gaussian labels to the softmax, per axis, summed over the bins
+        and averaged over points and faces (`label_kl`); plus coord_weight x L1 of the
+        expectation (input pixels)."""
+        total = output.new_zeros((), dtype=torch.float32)
+        axes = self.codec.split_axes(output.float())
+        for axis, logits in enumerate(axes):
+            total = total + label_kl(logits, (points[..., axis].float() + 0.5) * self.codec.split - 0.5,
+                                     self.codec.sigma * self.codec.split)
+        if self.coord_weight:
+            expected = torch.stack([expectation_1d(torch.log_softmax(a, -1)) for a in axes], dim=-1)
+            total = total + self.coord_weight * F.l1_loss(expected / self.codec.split - 0.5, points.float())
+        return total
+
+    def start_from(self, model: LandmarkSimCCModel, mean_points) -> None:
+        """Each point's prior becomes a broad Gaussian (PRIOR_WIDTH of the input) at its place
+        in the mean training face (K, 2) input pixels, and the classifier's last bias is zeroed:
+        the first answer is the mean face (as the regression head's), not points
+        scattered over the crop, and training learns the departures from it."""
+        h, w = self.size
+        broad = SimCCCodec(h, w, self.codec.split, PRIOR_WIDTH * max(h, w))
+        last = model.layers.classify[-1]
+        with torch.no_grad():
+            model.layers.prior.copy_(broad.encode(torch.as_tensor(mean_points, dtype=torch.float32)[None])[0])
+            last.bias.zero_()
+
+    def train_loss(self, model: nn.Module, images: torch.Tensor, points: torch.Tensor,
+                   teacher: torch.Tensor | None = None, teacher_weight: float = 0.0) -> torch.Tensor:
+        return blend(self.loss, model(images), points, teacher, teacher_weight)

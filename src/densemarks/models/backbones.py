@@ -148,7 +148,7 @@ def create_feature_backbone(name: str, weights: str = "default") -> tuple[nn.Mod
         probe = timm.create_model(name, features_only=True, pretrained=False)
         levels = [i for i, r in enumerate(probe.feature_info.reduction()) if r in FEATURE_STRIDES]
         pretrained = weights.lower() != "none"
-        packaged = timm_pretrained_overlay(name, pretrained)
+        packaged = timm_pretrained_overlay(name, pretrained, features_only=True)
         try:
             model = timm.create_model(name, features_only=True, out_indices=levels, pretrained=pretrained,
                                       **packaged)

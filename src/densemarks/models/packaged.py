@@ -77,9 +77,16 @@ def packaged_state_dict(name: str) -> dict[str, torch.Tensor] | None:
     return lukemelas_to_timm(state, timm.create_model(name, pretrained=False))
 
 
-def timm_pretrained_overlay(name: str, pretrained: bool) -> dict:
-    """Keyword arguments for timm.create_model that load `name`'s packaged weights, if any."""
+# The parts of a timm EfficientNet after its last block: not in its features_only form.
+_AFTER_BLOCKS = ("conv_head.", "bn2.", "classifier.")
+
+
+def timm_pretrained_overlay(name: str, pretrained: bool, features_only: bool = False) -> dict:
+    """Keyword arguments for timm.create_model that load `name`'s packaged weights, if any
+    (without the classifier head's when the model is built features_only)."""
     state = packaged_state_dict(name) if pretrained else None
     if state is None:
         return {}
+    if features_only:
+        state = {k: v for k, v in state.items() if not k.startswith(_AFTER_BLOCKS)}
     return {"pretrained_cfg_overlay": {"state_dict": state, "source": ""}}

@@ -71,7 +71,7 @@ def packaged_state_dict(name: str) -> dict[str, torch.Tensor] | None:
         module = importlib.import_module(package)
     except ImportError:
         return None
-    import timm
+    import timm  # heavy (about a second); only the packaged timm model names need it
 
     state = torch.load(file_of(module), map_location="cpu", weights_only=True)
     return lukemelas_to_timm(state, timm.create_model(name, pretrained=False))

@@ -1,6 +1,8 @@
 """Faces followed through a video: each tracked face is framed from its points in the previous
-frame (as the photo pipeline's re-framing pass frames it from a first guess), so the detector is
-needed only now and then.
+frame (as the photo pipeline's re-framing pass frames it from a first guess), moved on by the
+centroid's velocity over the last step (framed where it was, a moving face sits off-centre by a
+frame's movement, and a model's error then grows frame by frame), so the detector is needed only
+now and then.
 
     tracker = FaceTracker(Predictor.from_checkpoint("runs/fast/best.pt", backend="onnx"))
     for frame in tracker.track(frames, fps=30):   # frames: RGB arrays (H, W, 3) uint8, or video.frames.Frame
@@ -104,14 +106,30 @@ def face_size(points: np.ndarray) -> np.ndarray:
 
 
 class _Track:
-    def __init__(self, track_id: int, points: np.ndarray, score: float, smoothing: OneEuro | None):
+    def __init__(self, track_id: int, points: np.ndarray, score: float, smoothing: OneEuro | None, time: float):
         self.id = track_id
         self.points = points  # unsmoothed, frame pixels: frames the next crop
+        self.velocity = np.zeros(2)  # of the points' centroid, pixels per second: moves that crop along
+        self.time = time  # of the frame the points are from
         self.score = score
         self.misses = 0
         self.detected = True
         self.thumbnail: np.ndarray | None = None  # this frame framed by its points, for the next frame
         self.filter = OneEuroFilter(smoothing) if smoothing else None
+
+    def move(self, points: np.ndarray, time: float) -> None:
+        """Followed to `points` in the frame at `time`: the centroid's velocity from the step."""
+        if time > self.time:
+            self.velocity = (points.mean(axis=0) - self.points.mean(axis=0)) / (time - self.time)
+        self.points, self.time = points, time
+
+    def place(self, points: np.ndarray, time: float) -> None:
+        """Put at `points` by the detector (a face found again, a cut): no velocity known."""
+        self.points, self.time, self.velocity = points, time, np.zeros(2)
+
+    def ahead(self, time: float) -> np.ndarray:
+        """The points moved on to `time` at the centroid's last velocity: where to frame the crop."""
+        return self.points + self.velocity * (time - self.time)
 
 
 class FaceTracker:
@@ -160,20 +178,20 @@ class FaceTracker:
         height, width = image.pixels.shape[:2]
         doubted: set[int] = set()
         if self.tracks:
-            matrices = self.predictor.framing.region_matrix(np.stack([t.points for t in self.tracks]))
+            matrices = self.predictor.framing.region_matrix(np.stack([t.ahead(time) for t in self.tracks]))
             crops = self.predictor.framed_crops(image, matrices)
             tracked = self.predictor.predict_framed(image, matrices, crops)
             for i, (track, points, crop) in enumerate(zip(self.tracks, tracked, crops)):
                 similar = track.thumbnail is None or float(thumbnail(crop) @ track.thumbnail) >= opts.min_similarity
                 track.detected = False
                 if similar and self._plausible(track.points, points, width, height):
-                    track.points = points
+                    track.move(points, time)
                 else:  # keeps its last good points: the detector decides, and an ended track is remembered there
                     doubted.add(i)
         interval = opts.detect_every if self.tracks else opts.search_every
         run = self.since_detector is None or self.since_detector + 1 >= interval or bool(doubted)
         if run:
-            self._detect(image, doubted)
+            self._detect(image, doubted, time)
             self.since_detector = 0
         else:
             self.since_detector += 1
@@ -192,7 +210,7 @@ class FaceTracker:
         ratio = max(size_after / size_before, size_before / max(size_after, 1e-9))
         return bool(inside.mean() >= opts.min_visible and step <= opts.max_step and ratio <= opts.max_scale_step)
 
-    def _detect(self, image, doubted: set[int]) -> None:
+    def _detect(self, image, doubted: set[int], time: float) -> None:
         """Run the detector; match its faces to the tracks; start, keep and end tracks."""
         opts = self.options
         detections: list[Detection] = self.predictor.detector(image.pixels)
@@ -207,7 +225,7 @@ class FaceTracker:
                 face = found[pairs[i]]
                 track.misses, track.score, track.detected = 0, face.score, True
                 if i in doubted:  # the detector's framing is the better one now
-                    track.points = face.points
+                    track.place(face.points, time)
                 kept.append(track)
                 continue
             track.misses += 1
@@ -224,7 +242,7 @@ class FaceTracker:
             box = box_of(face.points)[None]
             if self.tracks and iou(box, box_of(np.stack([t.points for t in self.tracks]))).max() >= opts.min_iou:
                 continue  # a second detection of a tracked face
-            self.tracks.append(_Track(self._id_for(face.points), face.points, face.score, opts.smoothing))
+            self.tracks.append(_Track(self._id_for(face.points), face.points, face.score, opts.smoothing, time))
 
     def _id_for(self, points: np.ndarray) -> int:
         """The id of the recently ended track nearest to a new face's points (centres less than

@@ -102,6 +102,32 @@ def calibrate(entries: list[dict]):
     return prior, len(shifts), float(np.median(aspects))
 
 
+def framing_error(entries: list[dict], prior) -> dict[str, tuple[float, float]]:
+    """How far the first crop's framing (the prior applied to the detector's box) is from the
+    face's own: per calibration crop, the landmark box's centre minus the prior's (x and y, in
+    landmark-box sides) and the log of their sizes' ratio; (median, 90th percentile) of each's
+    magnitude. Training jitter covers framing errors up to its own range (augment.py)."""
+    from densemarks.core.boxes import iou
+    errors = []
+    for e in entries:
+        if not e["boxes"]:
+            continue
+        t = np.asarray(e["landmark_box"])
+        boxes = np.asarray(e["boxes"])
+        overlap = iou(t[None], boxes)[0]
+        if overlap.max() < 0.2:
+            continue
+        b = boxes[int(np.argmax(overlap))]
+        bw, bh = b[2] - b[0], b[3] - b[1]
+        side = np.sqrt((t[2] - t[0]) * (t[3] - t[1]))
+        errors.append((((t[0] + t[2]) / 2 - (b[0] + b[2]) / 2 - prior.dx * bw) / side,
+                       ((t[1] + t[3]) / 2 - (b[1] + b[3]) / 2 - prior.dy * bh) / side,
+                       np.log(side / (prior.scale * np.sqrt(bw * bh)))))
+    errors = np.abs(np.asarray(errors).reshape(-1, 3))
+    return {k: (float(np.median(errors[:, i])), float(np.percentile(errors[:, i], 90)))
+            for i, k in enumerate(["x", "y", "log_scale"])} if len(errors) else {}
+
+
 def score(args) -> None:
     from densemarks.data.csvio import read_photo_faces
     from densemarks.core.boxes import box_of, match
@@ -110,6 +136,7 @@ def score(args) -> None:
     print(f"| detector | box prior (dx, dy, scale) from | recall ({len(table)} faces) | "
           "ms/photo median | ms/photo mean |")
     print("|---|---|---|---|---|")
+    errors = {}
     for path in args.results:
         record = json.loads(Path(path).read_text())
         prior, used, aspect = calibrate(record["calibration"])
@@ -132,6 +159,13 @@ def score(args) -> None:
         ms = [e["ms"] for e in record["photos"].values()]
         print(f"| {record['detector']} | ({prior.dx}, {prior.dy}, {prior.scale}) {used} crops | "
               f"{found / len(table):.3f} | {np.median(ms):.0f} | {np.mean(ms):.0f} |")
+        errors[record["detector"]] = framing_error(record["calibration"], prior)
+    print("\nFirst-crop framing error after the prior (calibration crops; median / 90th percentile "
+          "of its magnitude): centre in landmark-box sides, size as |log ratio|")
+    print("| detector | x | y | size |\n|---|---|---|---|")
+    for name, e in errors.items():
+        if e:
+            print(f"| {name} | " + " | ".join(f"{e[k][0]:.3f} / {e[k][1]:.3f}" for k in ("x", "y", "log_scale")) + " |")
 
 
 def main() -> None:

@@ -24,11 +24,11 @@ weights:
 	@for f in $(SHARED_WEIGHTS); do test -f $(TORCH_CACHE)/$$(basename $$f) || cp $$f $(TORCH_CACHE)/; done
 
 demo: $(STAMP) weights
-	$(DM) synth --out demo/data --train 600 --test 100 --points 971 --seed 0 --overwrite
+	$(DM) synth --out demo/data --train 600 --test 100 --points 971 --seed 0 --workers 2 --overwrite
 	$(DM) info --data demo/data
 	rm -rf demo/run
 	$(DM) train --data demo/data --out demo/run --recipe demo
-	$(DM) predict --checkpoint demo/run/best.pt --data demo/data/test --out demo/predictions.csv
+	$(DM) predict --checkpoint demo/run/best.pt --data demo/data/test --out demo/predictions.csv --tta flip
 	$(DM) predict --checkpoint demo/run/best.pt --data demo/data/test --out demo/mean_shape.csv --mean-shape demo/data/train
 	$(DM) submit --predictions demo/predictions.csv --points demo/data/test/test_points.csv --out demo/submission.csv
 	$(DM) export --checkpoint demo/run/best.pt --out demo/model.onnx

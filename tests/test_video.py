@@ -234,6 +234,36 @@ def test_a_moving_face_is_tracked_as_well_as_a_still_one(model, face):
     assert errors[1] < errors[0] + 5, errors
 
 
+
+@pytest.mark.slow
+def test_a_model_that_shrinks_the_face_is_caught_by_the_drift_check(model, face):
+    """A model whose points sit inside the face (here: every prediction shrunk by 7% about its
+    centre) shrinks it further each frame when framed from its own points; the tracker doubts a
+    face that drifted more than max_drift from the size the detector gave it and re-frames it
+    from the detector."""
+    from densemarks.photos.predictor import Predictor
+    from densemarks.video.tracker import FaceTracker, TrackOptions, face_size
+
+    predictor = Predictor.from_checkpoint(model)
+    framed = predictor.predict_framed
+
+    def shrinking(*args, **kwargs):
+        points = framed(*args, **kwargs)
+        centre = points.mean(axis=1, keepdims=True)
+        return centre + 0.93 * (points - centre)
+
+    predictor.predict_framed = shrinking
+    frames, _ = scene(face, 16, lambda i: True, lambda i: [(100, 70)])
+    detected = float(face_size(predictor(frames[0])[0].points))
+    sizes = {}
+    for drift in (1.1, np.inf):
+        tracker = FaceTracker(predictor, TrackOptions(smoothing=None, max_drift=drift))
+        sizes[drift] = [float(face_size(r.faces[0].points)) / detected for r in tracker.track(frames, fps=FPS)]
+        calls = tracker.detector_calls
+    print("size / detected size, with and without the drift check", sizes)
+    assert min(sizes[1.1]) > 1 / 1.1 - 0.02, sizes[1.1]
+    assert sizes[np.inf][-2] < 0.85 and calls == 2, sizes[np.inf]  # without it: 0.80 by frame 14; detector at 0 and 15
+
 def test_not_a_video_and_wrong_outputs_are_one_clear_line(tmp_path):
     fake = tmp_path / "clip.mp4"
     fake.write_text("this is not a video\n")

@@ -12,10 +12,12 @@ now and then.
 The detector runs on the first frame, every `detect_every` frames (faces that entered), every
 `search_every` frames while no face is tracked, and at once on any frame where a track is in
 doubt: most of its points left the frame, it jumped further than a face moves in a frame, its
-size jumped, or its crop stopped looking like the last one (normalised cross-correlation of
-small grey thumbnails, both framed the same way: a face that vanished, a cut). A detector call
-matches detections to tracks one to one by box overlap (Hungarian assignment): matched tracks
-keep their ids, a doubted track the detector does not find ends, a confident one ends after
+size jumped or drifted from the size the detector last gave it (a model whose points sit a
+little inside the face shrinks it by framing from them, frame after frame), or its crop stopped
+looking like the last one (normalised cross-correlation of small grey thumbnails, both framed
+the same way: a face that vanished, a cut). A detector call matches detections to tracks one to
+one by box overlap (Hungarian assignment): matched tracks keep their ids (and take the
+detector's framing if in doubt or drifted), a doubted track the detector does not find ends, a confident one ends after
 `max_misses` such calls in a row, and unmatched detections start tracks, taking the id of a
 track that ended within `remember` frames less than a face size away (a face behind a passing
 hand, a frame without it) or a new one. The points reported are smoothed per track by a One Euro filter; the framing
@@ -44,7 +46,9 @@ class TrackOptions:
     search_every: the same while no face is tracked; min_visible: share of a face's points
     inside the frame below which its track is doubted; max_step: centroid movement in one frame,
     in face sizes, above which it is doubted; max_scale_step: size ratio between frames above
-    which it is doubted; min_similarity: correlation of the face's crop with its crop in the
+    which it is doubted; max_drift: size ratio to the face as the detector last framed it above
+    which it is doubted (a model whose points sit a little inside or outside the face shrinks or
+    grows it by framing from them frame after frame); min_similarity: correlation of the face's crop with its crop in the
     previous frame below which it is doubted; max_misses: detector calls in a row that do not
     find a confident track before it ends; remember: frames an ended track's id can be taken
     again by a face found near where it was; min_iou: box overlap for a detection to be a track's
@@ -59,6 +63,7 @@ class TrackOptions:
     min_visible: float = 0.6
     max_step: float = 0.5
     max_scale_step: float = 1.4
+    max_drift: float = 1.1
     min_similarity: float = 0.5
     max_misses: int = 2
     remember: int = 30
@@ -104,6 +109,11 @@ def thumbnail(crop: np.ndarray) -> np.ndarray:
     return grey / max(float(np.linalg.norm(grey)), 1e-6)
 
 
+def _ratio(a: float, b: float) -> float:
+    """How far apart two sizes are, as a factor >= 1."""
+    return max(a / max(b, 1e-9), b / max(a, 1e-9))
+
+
 def face_size(points: np.ndarray) -> np.ndarray:
     """(..., K, 2) -> (...): the geometric-mean side of the points' bounding box, in pixels."""
     extent = points.max(axis=-2) - points.min(axis=-2)
@@ -117,6 +127,7 @@ class _Track:
         self.velocity = np.zeros(2)  # of the points' centroid, pixels per second: moves that crop along
         self.time = time  # of the frame the points are from
         self.score = score
+        self.anchor = float(face_size(points))  # its size as the detector last framed it
         self.misses = 0
         self.detected = True
         self.thumbnail: np.ndarray | None = None  # this frame framed by its points, for the next frame
@@ -193,7 +204,7 @@ class FaceTracker:
             for i, (track, points, crop) in enumerate(zip(self.tracks, tracked, crops)):
                 similar = track.thumbnail is None or float(thumbnail(crop) @ track.thumbnail) >= opts.min_similarity
                 track.detected = False
-                if similar and self._plausible(track.points, points, width, height):
+                if similar and self._plausible(track, points, width, height):
                     track.move(points, time, opts.velocity_weight)
                 else:  # keeps its last good points: the detector decides, and an ended track is remembered there
                     doubted.add(i)
@@ -211,13 +222,15 @@ class FaceTracker:
                 track.thumbnail = thumbnail(self.predictor.crop(image, matrix))
         return [self._report(t, time) for t in self.tracks], run
 
-    def _plausible(self, before: np.ndarray, after: np.ndarray, width: int, height: int) -> bool:
+    def _plausible(self, track: _Track, after: np.ndarray, width: int, height: int) -> bool:
         opts = self.options
+        before = track.points
         inside = (after[:, 0] >= 0) & (after[:, 0] <= width) & (after[:, 1] >= 0) & (after[:, 1] <= height)
         size_before, size_after = float(face_size(before)), float(face_size(after))
         step = np.linalg.norm(after.mean(axis=0) - before.mean(axis=0)) / size_before
-        ratio = max(size_after / size_before, size_before / max(size_after, 1e-9))
-        return bool(inside.mean() >= opts.min_visible and step <= opts.max_step and ratio <= opts.max_scale_step)
+        return bool(inside.mean() >= opts.min_visible and step <= opts.max_step
+                    and _ratio(size_after, size_before) <= opts.max_scale_step
+                    and _ratio(size_after, track.anchor) <= opts.max_drift)
 
     def _detect(self, image, doubted: set[int], time: float) -> None:
         """Run the detector; match its faces to the tracks; start, keep and end tracks."""
@@ -233,8 +246,9 @@ class FaceTracker:
             if i in pairs:
                 face = found[pairs[i]]
                 track.misses, track.score, track.detected = 0, face.score, True
-                if i in doubted:  # the detector's framing is the better one now
-                    track.place(face.points, time)
+                track.anchor = float(face_size(face.points))
+                if i in doubted or _ratio(float(face_size(track.points)), track.anchor) > opts.max_drift:
+                    track.place(face.points, time)  # the detector's framing is the better one now
                 kept.append(track)
                 continue
             track.misses += 1

@@ -241,7 +241,7 @@ def test_checkpoint_without_framing_or_onnx_file_is_a_clear_error(model, photo, 
     one_line_error(result, "no framing")
     result = run_cli("detect", path, "--checkpoint", model, "--backend", "onnx", "--onnx", tmp_path / "none.onnx",
                         "--out", tmp_path / "g.json", check=False)
-    one_line_error(result, "none.onnx")
+    one_line_error(result, "none.onnx", "no such ONNX file", "densemarks export")
     assert not (tmp_path / "f.json").exists() and not (tmp_path / "g.json").exists()
 
 

@@ -85,6 +85,9 @@ class OnnxLandmarker:
             import onnxruntime as ort  # optional (the `photos` extra)
         except ImportError:
             raise DataError(None, "the onnx backend needs onnxruntime: pip install onnxruntime") from None
+        if not Path(path).is_file():
+            raise DataError(path, "no such ONNX file: write it with `densemarks export --checkpoint CKPT --out "
+                                  f"{path}`, or use --backend torch")
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads

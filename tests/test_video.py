@@ -221,6 +221,8 @@ def test_a_moving_face_is_tracked_as_well_as_a_still_one(model, face):
     predictor = Predictor.from_checkpoint(model)
     with pytest.raises(DataError, match="velocity_weight must be between 0 and 1"):
         FaceTracker(predictor, TrackOptions(velocity_weight=1.5))
+    with pytest.raises(DataError, match="max_drift is a size ratio"):
+        FaceTracker(predictor, TrackOptions(max_drift=0.9))
     tracker = FaceTracker(predictor, TrackOptions(smoothing=None))
     errors = []
     for place in (lambda i: [(100, 70)], lambda i: [(40 + 6 * i, 60 + i)]):  # still; 6 px a frame

@@ -17,11 +17,12 @@ little inside the face shrinks it by framing from them, frame after frame), or i
 looking like the last one (normalised cross-correlation of small grey thumbnails, both framed
 the same way: a face that vanished, a cut). A detector call matches detections to tracks one to
 one by box overlap (Hungarian assignment): matched tracks keep their ids (and take the
-detector's framing if in doubt or drifted), a doubted track the detector does not find ends, a confident one ends after
-`max_misses` such calls in a row, and unmatched detections start tracks, taking the id of a
-track that ended within `remember` frames less than a face size away (a face behind a passing
-hand, a frame without it) or a new one. The points reported are smoothed per track by a One Euro filter; the framing
-always uses the unsmoothed points, so smoothing never feeds its lag back into the crops.
+detector's framing if in doubt or drifted), a doubted track the detector does not find ends, a
+confident one ends after `max_misses` such calls in a row, and unmatched detections start
+tracks, taking the id of a track that ended within `remember` frames less than a face size away
+(a face behind a passing hand, a frame without it) or a new one. The points reported are
+smoothed per track by a One Euro filter; the framing always uses the unsmoothed points, so
+smoothing never feeds its lag back into the crops.
 """
 
 from __future__ import annotations
@@ -48,11 +49,11 @@ class TrackOptions:
     in face sizes, above which it is doubted; max_scale_step: size ratio between frames above
     which it is doubted; max_drift: size ratio to the face as the detector last framed it above
     which it is doubted (a model whose points sit a little inside or outside the face shrinks or
-    grows it by framing from them frame after frame); min_similarity: correlation of the face's crop with its crop in the
-    previous frame below which it is doubted; max_misses: detector calls in a row that do not
-    find a confident track before it ends; remember: frames an ended track's id can be taken
-    again by a face found near where it was; min_iou: box overlap for a detection to be a track's
-    face; velocity_weight: the newest step's weight in the running average of a face's velocity
+    grows it by framing from them frame after frame); min_similarity: correlation of the face's
+    crop with its crop in the previous frame below which it is doubted; max_misses: detector
+    calls in a row that do not find a confident track before it ends; remember: frames an ended
+    track's id can be taken again by a face found near where it was; min_iou: box overlap for a
+    detection to be a track's face; velocity_weight: the newest step's weight in the running average of a face's velocity
     that frames its next crop ahead (0: framed where it was; 1: the last step alone, which
     follows a moving face best but turns the points' noise into framing noise: on a still face
     1 had 1.35x the unsmoothed jitter of 0, 0.25 had 1.04x; BENCHMARKS.md); smoothing: the One
@@ -164,6 +165,8 @@ class FaceTracker:
             raise DataError(None, "detect_every and search_every must be at least 1 frame")
         if not 0 <= self.options.velocity_weight <= 1:
             raise DataError(None, f"velocity_weight must be between 0 and 1, not {self.options.velocity_weight}")
+        if not self.options.max_drift >= 1:
+            raise DataError(None, f"max_drift is a size ratio, at least 1, not {self.options.max_drift}")
         self.reset()
 
     def reset(self) -> None:

@@ -78,18 +78,23 @@ def _box(points: np.ndarray) -> np.ndarray:
     return np.concatenate([points.min(axis=0), points.max(axis=0)])
 
 
-def calibrate(entries: list[dict]):
+def _matched(entries: list[dict]):
+    """(landmark box, the detector box overlapping it most) for each calibration crop where one
+    overlaps it by IoU >= 0.2."""
     from densemarks.core.boxes import iou
-    shifts, ratios, aspects = [], [], []
     for e in entries:
         if not e["boxes"]:
             continue
-        truth = np.asarray(e["landmark_box"])[None]
+        truth = np.asarray(e["landmark_box"])
         boxes = np.asarray(e["boxes"])
-        best = int(np.argmax(iou(truth, boxes)[0]))
-        if iou(truth, boxes)[0, best] < 0.2:
-            continue
-        b, t = boxes[best], truth[0]
+        overlap = iou(truth[None], boxes)[0]
+        if overlap.max() >= 0.2:
+            yield truth, boxes[int(np.argmax(overlap))]
+
+
+def calibrate(entries: list[dict]):
+    shifts, ratios, aspects = [], [], []
+    for t, b in _matched(entries):
         bw, bh = b[2] - b[0], b[3] - b[1]
         shifts.append((((t[0] + t[2]) - (b[0] + b[2])) / 2 / bw, ((t[1] + t[3]) - (b[1] + b[3])) / 2 / bh))
         ratios.append(np.sqrt((t[2] - t[0]) * (t[3] - t[1]) / (bw * bh)))
@@ -107,17 +112,8 @@ def framing_error(entries: list[dict], prior) -> dict[str, tuple[float, float]]:
     face's own: per calibration crop, the landmark box's centre minus the prior's (x and y, in
     landmark-box sides) and the log of their sizes' ratio; (median, 90th percentile) of each's
     magnitude. Training jitter covers framing errors up to its own range (augment.py)."""
-    from densemarks.core.boxes import iou
     errors = []
-    for e in entries:
-        if not e["boxes"]:
-            continue
-        t = np.asarray(e["landmark_box"])
-        boxes = np.asarray(e["boxes"])
-        overlap = iou(t[None], boxes)[0]
-        if overlap.max() < 0.2:
-            continue
-        b = boxes[int(np.argmax(overlap))]
+    for t, b in _matched(entries):
         bw, bh = b[2] - b[0], b[3] - b[1]
         side = np.sqrt((t[2] - t[0]) * (t[3] - t[1]))
         errors.append((((t[0] + t[2]) / 2 - (b[0] + b[2]) / 2 - prior.dx * bw) / side,

@@ -21,8 +21,9 @@ POINTS = torch.tensor([[[10.0, 20.0], [30.3, 22.1], [23.5, 40.0], [0.0, 63.0]],
 FLIP = np.array([1, 0, 2, 3])
 
 
-def _head(name: str):
-    return make_head(apply_overrides(load_recipe("fast-cpu"), {"head": name, "augment.size": list(SIZE)}, "test"))
+def _head(name: str, **overrides):
+    return make_head(apply_overrides(load_recipe("fast-cpu"), {"head": name, "augment.size": list(SIZE), **overrides},
+                                     "test"))
 
 
 @pytest.mark.parametrize("name", list(HEADS))
@@ -57,9 +58,9 @@ def test_a_mirrored_pass_comes_back_as_the_face(name):
     np.testing.assert_array_equal(to_input[1, 0], geometry.hflip(width))  # the mirror pass's matrix
 
 
-@pytest.mark.parametrize("name", list(HEADS))
-def test_network_outputs_what_decode_takes(name):
-    head = _head(name)
+@pytest.mark.parametrize("name, overrides", [(name, {}) for name in HEADS] + [("regression", {"regression_pool": "flatten"})])
+def test_network_outputs_what_decode_takes(name, overrides):
+    head = _head(name, **overrides)
     model = head.network("resnet18", 4, weights="none").eval()
     with torch.no_grad():
         decoded = head.decode(model(torch.zeros(2, 3, *SIZE)))
@@ -74,9 +75,15 @@ def test_an_unknown_head_names_the_known_ones():
         _head("hetmap")
 
 
-def test_a_regression_network_starts_from_the_mean_face():
+def test_an_unknown_regression_pool_names_the_known_ones():
+    with pytest.raises(DataError, match=r"regression_pool='flat' is not one of avg or flatten; did you mean 'flatten'"):
+        _head("regression", regression_pool="flat")
+
+
+@pytest.mark.parametrize("pool", ["avg", "flatten"])
+def test_a_regression_network_starts_from_the_mean_face(pool):
     """start_from: the untrained network's answer is the mean face, wherever the input."""
-    head = _head("regression")
+    head = _head("regression", regression_pool=pool)
     torch.manual_seed(0)
     model = head.network("resnet18", 4, weights="none").eval()
     mean = POINTS.mean(0).numpy()

@@ -24,6 +24,7 @@ from densemarks.data.loader import SAMPLERS
 from densemarks.data.store import FORMATS as STORE_FORMATS
 from densemarks.models.heads import HEADS
 from densemarks.models.heads.heatmap import DECODERS, HEATMAP_LOSSES
+from densemarks.models.heads.regression import POOLS as REGRESSION_POOLS
 from densemarks.models.heads.simcc import DECODERS as SIMCC_DECODERS
 from densemarks.models.losses import LOSSES
 from densemarks.models.optim import MODES, OPTIMIZERS, SCHEDULERS
@@ -46,6 +47,8 @@ class TrainConfig:
     simcc_hidden: int = 128  # simcc: width of the MLP from a point's feature grid to its bins (0: none)
     simcc_decode: str = "argmax"  # simcc: bin decoding (heads.simcc.DECODERS)
     simcc_coord_weight: float = 0.0  # simcc: weight of an L1 on the expected coordinates (input pixels)
+    regression_pool: str = "avg"  # regression: avg (the backbone's pooled features) | flatten (the whole stride-32 map)
+    regression_channels: int = 64  # regression_pool=flatten: channels the map is reduced to before the Linear layer
     weights: str = "default"  # none | default | a torchvision weights name (IMAGENET1K_V1, ...)
     augment: AugmentConfig = field(default_factory=AugmentConfig)  # for training
     loss: str = "l1"  # regression: a name in models.losses.LOSSES
@@ -150,7 +153,7 @@ RANGES: dict[str, tuple] = {
     "teacher_weight": _FRACTION,
     "heatmap_sigma": _POSITIVE, "coord_weight": _AT_LEAST_0, "decoder_channels": _AT_LEAST_1,
     "heatmap_points_per_step": _AT_LEAST_0, "simcc_split": (lambda v: 0.25 <= v <= 8, "from 0.25 to 8"),
-    "simcc_sigma": _POSITIVE, "simcc_hidden": _AT_LEAST_0, "simcc_coord_weight": _AT_LEAST_0,
+    "simcc_sigma": _POSITIVE, "simcc_hidden": _AT_LEAST_0, "simcc_coord_weight": _AT_LEAST_0, "regression_channels": _AT_LEAST_1,
     "augment.size": (lambda v: all(16 <= s <= 4096 for s in v), "two sizes from 16 to 4096 pixels"),
     "augment.border_threshold": (lambda v: v is None or 0 <= v <= 255, "null or 0 to 255"),
     "augment.flip_p": _FRACTION, "augment.rotate_deg": (lambda v: 0 <= v <= 180, "in [0, 180]"),
@@ -181,6 +184,7 @@ CHOICES: dict[str, Collection[str]] = {
     "head": HEADS, "loss": LOSSES, "optimizer": OPTIMIZERS, "scheduler": SCHEDULERS, "mode": MODES,
     "sampler": SAMPLERS, "store_format": STORE_FORMATS, "heatmap_loss": HEATMAP_LOSSES,
     "heatmap_decode": DECODERS, "simcc_decode": SIMCC_DECODERS, "augment.crop": CROP_MODES,
+    "regression_pool": REGRESSION_POOLS,
 }
 
 

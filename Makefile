@@ -31,10 +31,9 @@ demo: $(STAMP) weights
 	$(DM) predict --checkpoint demo/run/best.pt --data demo/data/test --out demo/predictions.csv --tta flip
 	$(DM) predict --checkpoint demo/run/best.pt --data demo/data/test --out demo/mean_shape.csv --mean-shape demo/data/train
 	$(DM) submit --predictions demo/predictions.csv --points demo/data/test/test_points.csv --out demo/submission.csv
-	$(DM) export --checkpoint demo/run/best.pt --out demo/model.onnx
 	$(DM) evaluate --predictions demo/predictions.csv --predictions demo/mean_shape.csv \
 		--answers demo/data/test/answers.csv --json demo/metrics.json --draw demo/compare.png
-	@echo "demo done: demo/compare.png (truth red, prediction green), demo/run/curves.png, demo/metrics.json, demo/submission.csv, demo/model.onnx"
+	@echo "demo done: demo/compare.png (truth red, prediction green), demo/run/curves.png, demo/metrics.json, demo/submission.csv"
 
 # make test leaves out the two tests marked heavy (torchrun on CPU, the heatmap model's ONNX
 # export: over 3 minutes together) to stay within CI's time budget; make test-all runs them too.

@@ -7,8 +7,9 @@ What the Linear layer sees (`pool`, the recipe's `regression_pool`):
   replaced), where a feature's position in the face survives only in what it encodes;
 - flatten: the stride-32 feature map reduced to `channels` by a 1x1 convolution and flattened
   whole (channels x H/32 x W/32), so each output weighs each place in the face on its own (the
-  DeepPose-style fully connected head). On the demo's 971-point faces, 15 epochs: 6.2%
-  validation NME against 7.8% with avg (BENCHMARKS.md "Demo").
+  DeepPose-style fully connected head). On the demo's 971-point faces, 15 epochs: 6.1%
+  validation NME against 7.8% with avg (BENCHMARKS.md "Demo"); on 300-W's 68 points within a
+  seed of avg (5.04% against 5.10%, fast-cpu).
 """
 
 from __future__ import annotations

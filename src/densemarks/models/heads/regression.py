@@ -88,7 +88,8 @@ class SpatialRegressor(nn.Module):
         return backbone_stages(self.backbone, has_head=False)
 
 
-POOLS = ("avg", "flatten")
+# regression_pool: what the Linear layer sees (module docstring)
+POOLS = {"avg": "the backbone's pooled features", "flatten": "the whole stride-32 map, reduced"}
 
 
 class RegressionHead:
@@ -98,7 +99,7 @@ class RegressionHead:
         self.codec = RegressionCodec(h, w)
         self.loss_fn = choose(LOSSES, loss, "loss")
         self.pixel_scale = torch.tensor([w / 2, h / 2])
-        choose(dict.fromkeys(POOLS), pool, "regression_pool")  # an unknown name fails here
+        choose(POOLS, pool, "regression_pool")  # an unknown name fails here
         self.pool = pool
         self.channels = channels
 

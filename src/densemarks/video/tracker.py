@@ -53,11 +53,11 @@ class TrackOptions:
     crop with its crop in the previous frame below which it is doubted; max_misses: detector
     calls in a row that do not find a confident track before it ends; remember: frames an ended
     track's id can be taken again by a face found near where it was; min_iou: box overlap for a
-    detection to be a track's face; velocity_weight: the newest step's weight in the running average of a face's velocity
-    that frames its next crop ahead (0: framed where it was; 1: the last step alone, which
-    follows a moving face best but turns the points' noise into framing noise: on a still face
-    1 had 1.35x the unsmoothed jitter of 0, 0.25 had 1.04x; BENCHMARKS.md); smoothing: the One
-    Euro filter's parameters, None for raw points."""
+    detection to be a track's face; velocity_weight: the newest step's weight in the running
+    average of a face's velocity that frames its next crop ahead (0: framed where it was; 1: the
+    last step alone, which follows a moving face best but turns the points' noise into framing
+    noise: on a still face 1 had 1.35x the unsmoothed jitter of 0, 0.25 had 1.04x;
+    BENCHMARKS.md); smoothing: the One Euro filter's parameters, None for raw points."""
 
     detect_every: int = 15
     search_every: int = 5

@@ -95,7 +95,6 @@ POOLS = {"avg": "the backbone's pooled features", "flatten": "the whole stride-3
 class RegressionHead:
     def __init__(self, size: tuple[int, int], loss: str = "l1", pool: str = "avg", channels: int = 64):
         h, w = size
-        self.size = (h, w)
         self.codec = RegressionCodec(h, w)
         self.loss_fn = choose(LOSSES, loss, "loss")
         self.pixel_scale = torch.tensor([w / 2, h / 2])
@@ -110,7 +109,8 @@ class RegressionHead:
     def network(self, backbone: str, num_points: int, weights: str) -> LandmarkRegressor | SpatialRegressor:
         if self.pool == "flatten":
             features, channels = create_feature_backbone(backbone, weights)
-            return SpatialRegressor(features, channels[-1], num_points, self.size, self.channels)
+            size = (self.codec.height, self.codec.width)
+            return SpatialRegressor(features, channels[-1], num_points, size, self.channels)
         return LandmarkRegressor(create_backbone(backbone, 2 * num_points, weights), num_points)
 
     def _scale(self, like: torch.Tensor) -> torch.Tensor:

@@ -4,12 +4,14 @@ same backbone, at K = 971 points, 224 px input, batch 32 (issues 4 and 19).
     python benchmarks/head_speed.py [--model mobilenet_v2] [--size 224] [--batch 32] [--steps 8]
         [--points-per-step 64]   # heatmap maps per step; 0: every map every step
         [--heads regression,heatmap,simcc]
+        [--set simcc_hidden=64 --set simcc_split=1.5]   # recipe keys, for every head
 
 Synthetic 971-point faces go through the real dataset and augmentation once; then each head
 trains on the same batches held in memory (forward, loss, backward, AdamW step), in its own
 process so that peak memory is its own: peak RSS on CPU (and its growth over the process
-after the model is built), torch's peak allocation on CUDA. Heads alternate, twice each, and
-the table gives the medians.
+after the model is built), torch's peak allocation on CUDA. Heads alternate (`--repeats`
+rounds, each head once per round); the table gives the medians, and the median (and range) of
+each round's ratio to the first head.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ def measure(args) -> dict:
     config = cfg.apply_overrides(cfg.load_recipe("fast-cpu"), {
         "head": args.head, "model": args.model, "weights": "none", "batch_size": args.batch,
         "augment.size": [args.size, args.size], "augment.crop": "stretch",
-        "heatmap_points_per_step": args.points_per_step}, "benchmark")
+        "heatmap_points_per_step": args.points_per_step, **dict(pair.split("=", 1) for pair in args.set)}, "benchmark")
     data = open_training_data(Path(args.data) / "train")
     dataset = LandmarkDataset(data.images_dir, data.table.file_names, data.table.points,
                               LandmarkTransform(config.augment, data.scheme.flip_index, train=True))
@@ -101,6 +103,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--points-per-step", type=int, default=64, help="heatmap maps computed per step (0: all)")
     parser.add_argument("--heads", default="regression,heatmap,simcc", help="comma-separated; the first is the reference")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a recipe key for every head (repeatable), e.g. simcc_hidden=64")
     parser.add_argument("--head", help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -116,7 +120,8 @@ def main() -> None:
             for head in results:
                 out = subprocess.run([sys.executable, __file__, "--head", head, "--data", str(Path(tmp) / "d"),
                                       "--model", args.model, "--size", str(args.size), "--batch", str(args.batch),
-                                      "--steps", str(args.steps), "--points-per-step", str(args.points_per_step)],
+                                      "--steps", str(args.steps), "--points-per-step", str(args.points_per_step),
+                                      *[f"--set={pair}" for pair in args.set]],
                                      capture_output=True, text=True, check=True)
                 results[head].append(json.loads(out.stdout.strip().splitlines()[-1]))
     reference = next(iter(results))
@@ -124,16 +129,16 @@ def main() -> None:
     print(f"{args.model}, K = {args.points}, heatmap maps per step {args.points_per_step or 'all'}, "
           f"input {args.size}x{args.size}, batch {args.batch}, "
           f"{first['device']}, {first['threads']} threads; medians of {args.repeats} alternating runs "
-          f"of {args.steps} steps")
-    print(f"| head | output | train images/s | ratio to {reference} | peak memory (MB) | growth while training (MB) |")
+          f"of {args.steps} steps" + "".join(f"; {pair}" for pair in args.set))
+    print(f"| head | output | train images/s | ratio to {reference} (per round: range) | peak memory (MB) | "
+          "growth while training (MB) |")
     print("|---|---|---|---|---|---|")
-    medians = {}
     for head, runs in results.items():
-        medians[head] = statistics.median(r["images_per_s"] for r in runs)
-        ratio = medians[head] / statistics.median(r["images_per_s"] for r in results[reference])
-        print(f"| {head} | {runs[0]['output']} | {medians[head]:.1f} | {ratio:.2f}x | "
+        # each round runs the heads back to back: its ratio is steadier than a ratio of medians
+        ratios = [r["images_per_s"] / ref["images_per_s"] for r, ref in zip(runs, results[reference])]
+        print(f"| {head} | {runs[0]['output']} | {statistics.median(r['images_per_s'] for r in runs):.1f} | "
+              f"{statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f}) | "
               f"{statistics.median(r['peak_mb'] for r in runs):.0f} | {statistics.median(r['growth_mb'] for r in runs):.0f} |")
-
 
 if __name__ == "__main__":
     main()

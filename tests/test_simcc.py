@@ -71,7 +71,33 @@ def test_windowed_kl_equals_the_dense_kl_with_cut_labels(sigma):
     got = label_kl(logits, centre, sigma)
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
     got.backward()
-    assert torch.isfinite(logits.grad).all()
+    written = logits.grad.clone()
+    logits.grad = None
+    expected.backward()
+    torch.testing.assert_close(written, logits.grad, atol=1e-6, rtol=1e-5)  # the hand-written gradient
+
+
+@pytest.mark.parametrize("sizes", [(30, 30), (30, 20)])
+def test_label_kl_over_two_axes_is_the_sum_of_each_axis(sizes):
+    """Both axes in one tensor (square: one fused log-softmax; not: one per axis), against each
+    axis on its own, values and gradients; a centre far outside adds nothing and gets no gradient."""
+    torch.manual_seed(1)
+    logits = torch.randn(3, 5, sum(sizes), requires_grad=True)
+    centre = torch.stack([torch.rand(3, 5) * sizes[0], torch.rand(3, 5) * sizes[1]], -1)
+    centre[0, 0, 1] = -40.0  # no bin covered
+    got = label_kl(logits, centre, 2.0, sizes)
+    got.backward()
+    together = logits.grad.clone()
+    logits.grad = None
+    x, y = logits.split(sizes, -1)
+    alone = label_kl(x, centre[..., 0], 2.0) + label_kl(y, centre[..., 1], 2.0)
+    alone.backward()
+    torch.testing.assert_close(got, alone)
+    torch.testing.assert_close(together, logits.grad)
+    assert float(together[0, 0, sizes[0]:].abs().max()) == 0
+    assert float(together[0, 0, :sizes[0]].abs().max()) > 0
+    shifted = label_kl(logits.detach() - 5.0, centre, 2.0, sizes)  # the loss ignores a shift of the logits
+    torch.testing.assert_close(shifted, got.detach())
 
 
 def test_simcc_loss_with_the_coordinate_term_has_gradients():

@@ -107,22 +107,68 @@ def expectation_1d(logp: torch.Tensor) -> torch.Tensor:
     return (logp.exp() * (torch.arange(n, device=logp.device, dtype=logp.dtype) + 0.5)).sum(-1)
 
 
-def label_kl(logits: torch.Tensor, centre: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Mean over (B, K) of KL(labels || softmax(logits)) for logits (B, K, n) and label centres
-    (B, K) in bins (bin i centred at i): the labels are a Gaussian of `sigma` bins cut at 3 sigma
-    and normalised. Computed as logsumexp(logits) - sum(labels * logits) - entropy(labels), from
-    the few bins the labels cover (gathered), so no (B, K, n) label tensor is built: at K = 971
-    that tensor and its KL were half of a training step."""
-    n = logits.shape[-1]
+def label_kl(logits: torch.Tensor, centre: torch.Tensor, sigma: float,
+             sizes: tuple[int, ...] | None = None) -> torch.Tensor:
+    """KL(labels || softmax) per axis, summed over the axes and averaged over (B, K), for
+    logits (B, K, N) holding the axes' bins one after the other (`sizes`, default one axis of
+    N) and label centres (B, K, A) in bins (bin i centred at i; (B, K) for one axis). The labels
+    are a Gaussian of `sigma` bins cut at 3 sigma and normalised; a centre so far outside that
+    no bin is covered adds nothing.
+
+    Computed from the few bins the labels cover (gathered), with the gradient written directly
+    (softmax minus the labels, `_BinKL`): at K = 971 the dense label tensor, the slices' and
+    the gather's backward (zeroed copies of the output) and autograd's logsumexp graph were a
+    third of a training step."""
+    sizes = tuple(sizes or (logits.shape[-1],))
+    if centre.dim() == logits.dim() - 1:
+        centre = centre.unsqueeze(-1)
+    if sum(sizes) != logits.shape[-1] or centre.shape[-1] != len(sizes):
+        raise ValueError(f"{logits.shape[-1]} bins and {centre.shape[-1]} centres for axes of {sizes} bins")
     radius = max(1, math.ceil(3 * sigma))
     offsets = torch.arange(-radius, radius + 1, device=logits.device)
-    index = torch.round(centre).long().unsqueeze(-1) + offsets  # (B, K, 2r + 1)
-    inside = (index >= 0) & (index < n)
-    weight = torch.exp(-(index - centre.unsqueeze(-1)) ** 2 / (2 * sigma ** 2)) * inside
-    weight = weight / weight.sum(-1, keepdim=True).clamp_min(1e-12)  # a centre far outside: no bins
-    picked = logits.gather(-1, index.clamp(0, n - 1))
-    entropy = -(weight * torch.log(weight.clamp_min(1e-30))).sum(-1)
-    return (torch.logsumexp(logits, -1) - (weight * picked).sum(-1) - entropy).mean()
+    indices, weights, start = [], [], 0
+    for axis, n in enumerate(sizes):
+        c = centre[..., axis].float()
+        index = torch.round(c).long().unsqueeze(-1) + offsets  # (B, K, 2r + 1)
+        inside = (index >= 0) & (index < n)
+        weight = torch.exp(-(index - c.unsqueeze(-1)) ** 2 / (2 * sigma ** 2)) * inside
+        weights.append(weight / weight.sum(-1, keepdim=True).clamp_min(1e-12))
+        indices.append(index.clamp(0, n - 1) + start)
+        start += n
+    return _BinKL.apply(logits, torch.cat(indices, -1), torch.cat(weights, -1), sizes)
+
+
+class _BinKL(torch.autograd.Function):
+    """sum over axes, mean over (B, K) of -entropy(w) - w . log_softmax(logits)[index], with
+    the gradient softmax x (the axis's label mass, 1 or 0) - w scattered, divided by B x K."""
+
+    @staticmethod
+    def forward(ctx, logits, index, weight, sizes):
+        logp = _log_softmax_axes(logits, sizes)
+        entropy = -(weight * torch.log(weight.clamp_min(1e-30))).sum(-1)
+        ctx.save_for_backward(logp, index, weight)
+        ctx.sizes = sizes
+        count = max(1, logits.shape[:-1].numel())
+        return (-(weight * logp.gather(-1, index)).sum(-1) - entropy).sum() / count
+
+    @staticmethod
+    def backward(ctx, grad):
+        logp, index, weight = ctx.saved_tensors
+        g = logp.exp()
+        mass = weight.unflatten(-1, (len(ctx.sizes), -1)).sum(-1)  # (B, K, A): 1, or 0 where nothing is covered
+        if bool((mass < 0.5).any()):
+            for part, m in zip(g.split(ctx.sizes, -1), mass.unbind(-1)):
+                part.mul_(m.unsqueeze(-1))
+        g.scatter_add_(-1, index, -weight)
+        return g.mul_(grad / max(1, logp.shape[:-1].numel())), None, None, None
+
+
+def _log_softmax_axes(logits: torch.Tensor, sizes: tuple[int, ...]) -> torch.Tensor:
+    """log_softmax over each axis's bins of logits (..., sum(sizes)); one fused call when the
+    axes have as many bins (a square input)."""
+    if len(set(sizes)) == 1:
+        return torch.log_softmax(logits.unflatten(-1, (len(sizes), sizes[0])), -1).flatten(-2)
+    return torch.cat([torch.log_softmax(part, -1) for part in logits.split(sizes, -1)], -1)
 
 
 # simcc_decode: bin coordinate (bin i's centre at i + 0.5) from log-probabilities (..., n).
@@ -206,12 +252,10 @@ class SimCCHead:
         """KL divergence from the Gaussian labels to the softmax, per axis, summed over the bins
         and averaged over points and faces (`label_kl`); plus coord_weight x L1 of the
         expectation (input pixels)."""
-        total = output.new_zeros((), dtype=torch.float32)
-        axes = self.codec.split_axes(output.float())
-        for axis, logits in enumerate(axes):
-            total = total + label_kl(logits, (points[..., axis].float() + 0.5) * self.codec.split - 0.5,
-                                     self.codec.sigma * self.codec.split)
+        centres = (points.float() + 0.5) * self.codec.split - 0.5  # input pixels -> bins
+        total = label_kl(output.float(), centres, self.codec.sigma * self.codec.split, self.codec.bins)
         if self.coord_weight:
+            axes = self.codec.split_axes(output.float())
             expected = torch.stack([expectation_1d(torch.log_softmax(a, -1)) for a in axes], dim=-1)
             total = total + self.coord_weight * F.l1_loss(expected / self.codec.split - 0.5, points.float())
         return total

@@ -142,3 +142,13 @@ def test_paired_points_mirror_within_each_half():
     a, b = split_points(torch.from_numpy(np.stack([paired[0], paired[1]])), 3)
     np.testing.assert_array_equal(a.numpy(), labels)
     np.testing.assert_array_equal(b.numpy(), teacher)
+
+
+def test_a_second_backward_through_the_loss_fails_loudly():
+    """The gradient reuses the saved log-probabilities in place: a retained graph's second
+    backward must raise, not return a wrong gradient."""
+    logits = torch.randn(2, 3, 40, requires_grad=True)
+    loss = label_kl(logits, torch.full((2, 3, 2), 7.0), 2.0, (20, 20))
+    loss.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.backward()

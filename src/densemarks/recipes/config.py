@@ -44,7 +44,7 @@ class TrainConfig:
     heatmap_points_per_step: int = 64  # heatmap: points whose maps each training step computes (0 = all)
     simcc_split: float = 2.0  # simcc: bins per input pixel
     simcc_sigma: float = 2.0  # simcc: the labels' Gaussian sigma, in input pixels
-    simcc_hidden: int = 128  # simcc: width of the MLP from a point's feature grid to its bins (0: none)
+    simcc_hidden: int = 128  # simcc: width of the MLP from a point's grid to its bins (0: none; 64: faster, less accurate)
     simcc_decode: str = "argmax"  # simcc: bin decoding (heads.simcc.DECODERS)
     simcc_coord_weight: float = 0.0  # simcc: weight of an L1 on the expected coordinates (input pixels)
     regression_pool: str = "avg"  # regression: avg (the backbone's pooled features) | flatten (the whole stride-32 map)

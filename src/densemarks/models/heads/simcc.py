@@ -154,7 +154,8 @@ class _BinKL(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         logp, index, weight = ctx.saved_tensors
-        g = logp.exp()
+        g = logp.exp_()  # in place: one tensor of B x K x bins less to allocate (and fault in) per step;
+        # a second backward through this graph fails on the saved tensor's version, not silently
         mass = weight.unflatten(-1, (len(ctx.sizes), -1)).sum(-1)  # (B, K, A): 1, or 0 where nothing is covered
         if bool((mass < 0.5).any()):
             for part, m in zip(g.split(ctx.sizes, -1), mass.unbind(-1)):

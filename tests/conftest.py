@@ -122,10 +122,13 @@ def faces68(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def trained68(faces68, tmp_path_factory, torch_home) -> Path:
-    """fast-cpu (pretrained MobileNetV2, regression) briefly on faces68: its run folder."""
+    """fast-cpu (pretrained MobileNetV2, regression) briefly on faces68: its run folder. The
+    flattened feature map (the demo's) reaches 10.3% validation NME where pooling stayed at
+    15.6% in the same 20 epochs; the photo and video tests sat at the edge with the weaker model
+    and failed on machines whose kernels round differently."""
     run = tmp_path_factory.mktemp("run68")
     run_cli("train", "--data", faces68, "--out", run, "--recipe", "fast-cpu", "epochs=20", "augment.size=[96,96]",
-            "batch_size=8", "lr=2e-3", "loss=l1", "threads=2", torch_home=torch_home)
+            "batch_size=8", "lr=2e-3", "loss=l1", "regression_pool=flatten", "threads=2", torch_home=torch_home)
     return run
 
 

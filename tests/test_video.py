@@ -239,24 +239,29 @@ def test_a_moving_face_is_tracked_as_well_as_a_still_one(model, face):
         errors.append(np.mean([per_face_nme(r.faces[0].points[None], t[0][None], (36, 45))[0]
                                for r, t in zip(results, truth)]))
     print("tracked NME still, moving", errors)
-    assert errors[1] < errors[0] + 5, errors
+    # Framed where the face was, the moving face's error was 1.56x the still one's (42.8% against
+    # 27.4%, the suite's model of then); framed ahead, 1.07x then and 1.26x with today's model.
+    assert errors[1] < 1.35 * errors[0], errors
 
 
 
 @pytest.mark.slow
 def test_a_model_that_shrinks_the_face_is_caught_by_the_drift_check(model, face):
-    """A model whose points sit inside the face (here: every prediction shrunk by 7% about its
-    centre) shrinks it further each frame when framed from its own points; the tracker doubts a
-    face that drifted more than max_drift from the size the detector gave it and re-frames it
-    from the detector."""
+    """A model whose points sit inside the face shrinks it further each frame when framed from
+    its own points; the tracker doubts a face that drifted more than max_drift from the size the
+    detector gave it and re-frames it from the detector. The shrinking model here answers every
+    crop with the mean training face in it, shrunk by 7% about its centre: so it shrinks by the
+    same rule whatever the trained model would say (a good model undoes a 7% shrink of its own
+    points: the next crop shows the face larger)."""
+    from densemarks.core import geometry
     from densemarks.photos.predictor import Predictor
     from densemarks.video.tracker import FaceTracker, TrackOptions, face_size
 
     predictor = Predictor.from_checkpoint(model)
-    framed = predictor.predict_framed
+    mean_face = predictor.framing.mean_shape
 
-    def shrinking(*args, **kwargs):
-        points = framed(*args, **kwargs)
+    def shrinking(photo, matrices, crops=None):
+        points = np.stack([geometry.apply(np.linalg.inv(m), mean_face) for m in matrices])
         centre = points.mean(axis=1, keepdims=True)
         return centre + 0.93 * (points - centre)
 

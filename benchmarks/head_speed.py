@@ -140,5 +140,6 @@ def main() -> None:
               f"{statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f}) | "
               f"{statistics.median(r['peak_mb'] for r in runs):.0f} | {statistics.median(r['growth_mb'] for r in runs):.0f} |")
 
+
 if __name__ == "__main__":
     main()

@@ -147,9 +147,8 @@ class _BinKL(torch.autograd.Function):
         logp = _log_softmax_axes(logits, sizes)
         entropy = -(weight * torch.log(weight.clamp_min(1e-30))).sum(-1)
         ctx.save_for_backward(logp, index, weight)
-        ctx.sizes = sizes
-        count = max(1, logits.shape[:-1].numel())
-        return (-(weight * logp.gather(-1, index)).sum(-1) - entropy).sum() / count
+        ctx.sizes, ctx.count = sizes, max(1, logits.shape[:-1].numel())
+        return (-(weight * logp.gather(-1, index)).sum(-1) - entropy).sum() / ctx.count
 
     @staticmethod
     def backward(ctx, grad):
@@ -161,7 +160,7 @@ class _BinKL(torch.autograd.Function):
             for part, m in zip(g.split(ctx.sizes, -1), mass.unbind(-1)):
                 part.mul_(m.unsqueeze(-1))
         g.scatter_add_(-1, index, -weight)
-        return g.mul_(grad / max(1, logp.shape[:-1].numel())), None, None, None
+        return g.mul_(grad / ctx.count), None, None, None
 
 
 def _log_softmax_axes(logits: torch.Tensor, sizes: tuple[int, ...]) -> torch.Tensor:
@@ -253,10 +252,11 @@ class SimCCHead:
         """KL divergence from the Gaussian labels to the softmax, per axis, summed over the bins
         and averaged over points and faces (`label_kl`); plus coord_weight x L1 of the
         expectation (input pixels)."""
+        output = output.float()
         centres = (points.float() + 0.5) * self.codec.split - 0.5  # input pixels -> bins
-        total = label_kl(output.float(), centres, self.codec.sigma * self.codec.split, self.codec.bins)
+        total = label_kl(output, centres, self.codec.sigma * self.codec.split, self.codec.bins)
         if self.coord_weight:
-            axes = self.codec.split_axes(output.float())
+            axes = self.codec.split_axes(output)
             expected = torch.stack([expectation_1d(torch.log_softmax(a, -1)) for a in axes], dim=-1)
             total = total + self.coord_weight * F.l1_loss(expected / self.codec.split - 0.5, points.float())
         return total

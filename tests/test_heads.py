@@ -58,8 +58,7 @@ def test_a_mirrored_pass_comes_back_as_the_face(name):
     np.testing.assert_array_equal(to_input[1, 0], geometry.hflip(width))  # the mirror pass's matrix
 
 
-@pytest.mark.parametrize("name, overrides", [(name, {}) for name in HEADS] + [
-    ("regression", {"regression_pool": "flatten"}), ("heatmap", {"decoder_conv": "separable"})])
+@pytest.mark.parametrize("name, overrides", [(name, {}) for name in HEADS] + [("regression", {"regression_pool": "flatten"})])
 def test_network_outputs_what_decode_takes(name, overrides):
     head = _head(name, **overrides)
     model = head.network("resnet18", 4, weights="none").eval()
@@ -79,21 +78,6 @@ def test_an_unknown_head_names_the_known_ones():
 def test_an_unknown_regression_pool_names_the_known_ones():
     with pytest.raises(DataError, match=r"regression_pool='flat' is not one of avg or flatten; did you mean 'flatten'"):
         _head("regression", regression_pool="flat")
-
-
-def test_the_separable_decoder_is_depthwise_then_pointwise_and_smaller():
-    full = _head("heatmap").network("resnet18", 4, weights="none").decoder
-    separable = _head("heatmap", decoder_conv="separable").network("resnet18", 4, weights="none").decoder
-    depthwise, pointwise = (m for m in separable.smooth[0] if isinstance(m, torch.nn.Conv2d))
-    assert depthwise.groups == depthwise.in_channels == 64 and depthwise.kernel_size == (3, 3)
-    assert pointwise.groups == 1 and pointwise.kernel_size == (1, 1)
-    sizes = [sum(p.numel() for p in decoder.smooth.parameters()) for decoder in (separable, full)]
-    assert sizes[0] < sizes[1] / 6
-
-
-def test_an_unknown_decoder_conv_names_the_known_ones():
-    with pytest.raises(DataError, match=r"decoder_conv='seperable' is not one of full or separable; did you mean 'separable'"):
-        _head("heatmap", decoder_conv="seperable")
 
 
 @pytest.mark.parametrize("pool", ["avg", "flatten"])

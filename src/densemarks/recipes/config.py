@@ -23,7 +23,7 @@ from densemarks.data.augment import CROP_MODES, AugmentConfig
 from densemarks.data.loader import SAMPLERS
 from densemarks.data.store import FORMATS as STORE_FORMATS
 from densemarks.models.heads import HEADS
-from densemarks.models.heads.heatmap import DECODER_CONVS, DECODERS, HEATMAP_LOSSES
+from densemarks.models.heads.heatmap import DECODERS, HEATMAP_LOSSES
 from densemarks.models.heads.regression import POOLS as REGRESSION_POOLS
 from densemarks.models.heads.simcc import DECODERS as SIMCC_DECODERS
 from densemarks.models.losses import LOSSES
@@ -41,7 +41,6 @@ class TrainConfig:
     coord_weight: float = 0.1  # heatmap_loss=both: weight of the coordinate L1 (input pixels)
     heatmap_decode: str = "argmax"  # heatmap: map decoding (heads.heatmap.DECODERS)
     decoder_channels: int = 64  # heatmap: width of the U-Net decoder; simcc: of the feature fusion
-    decoder_conv: str = "full"  # heatmap: the decoder's 3x3 blocks (heads.heatmap.DECODER_CONVS: full | separable)
     heatmap_points_per_step: int = 64  # heatmap: points whose maps each training step computes (0 = all)
     simcc_split: float = 2.0  # simcc: bins per input pixel
     simcc_sigma: float = 2.0  # simcc: the labels' Gaussian sigma, in input pixels
@@ -185,7 +184,7 @@ CHOICES: dict[str, Collection[str]] = {
     "head": HEADS, "loss": LOSSES, "optimizer": OPTIMIZERS, "scheduler": SCHEDULERS, "mode": MODES,
     "sampler": SAMPLERS, "store_format": STORE_FORMATS, "heatmap_loss": HEATMAP_LOSSES,
     "heatmap_decode": DECODERS, "simcc_decode": SIMCC_DECODERS, "augment.crop": CROP_MODES,
-    "regression_pool": REGRESSION_POOLS, "decoder_conv": DECODER_CONVS,
+    "regression_pool": REGRESSION_POOLS,
 }
 
 

@@ -122,35 +122,18 @@ def heatmap_loss(maps: torch.Tensor, target: torch.Tensor, omega: float = 14.0, 
     return (loss * (1 + foreground_weight * near)).mean()
 
 
-def full_conv(channels: int) -> nn.Sequential:
-    """3x3 conv, BatchNorm, ReLU."""
-    return nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels),
-                         nn.ReLU(inplace=True))
-
-
-def separable_conv(channels: int) -> nn.Sequential:
-    """Depthwise 3x3 then pointwise 1x1, each with BatchNorm and ReLU: about 1/8 of full_conv's
-    multiply-adds at 64 channels (at stride 4 and 160 px, full_conv is a tenth of the network's time)."""
-    return nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1, groups=channels, bias=False),
-                         nn.BatchNorm2d(channels), nn.ReLU(inplace=True),
-                         nn.Conv2d(channels, channels, 1, bias=False), nn.BatchNorm2d(channels), nn.ReLU(inplace=True))
-
-
-# decoder_conv: the block after each top-down addition.
-DECODER_CONVS = {"full": full_conv, "separable": separable_conv}
-
-
 class UNetDecoder(nn.Module):
     """Top-down path over features of strides 4, 8, 16, 32 (coarsest last): each level is
-    projected to `channels`, the coarser result upsampled and added, then a 3x3 conv (`conv`,
-    a DECODER_CONVS name); a 1x1 conv gives K maps at the finest (1/4) level. Thin on purpose:
-    with K = 971 the last layer dominates, so the decoder stays a fraction of the backbone's cost."""
+    projected to `channels`, the coarser result upsampled and added, then a 3x3 conv; a 1x1
+    conv gives K maps at the finest (1/4) level. Thin on purpose: with K = 971 the last layer
+    dominates, so the decoder stays a fraction of the backbone's cost."""
 
-    def __init__(self, in_channels: list[int], channels: int, num_points: int, conv: str = "full"):
+    def __init__(self, in_channels: list[int], channels: int, num_points: int):
         super().__init__()
-        block = choose(DECODER_CONVS, conv, "decoder conv")
         self.lateral = nn.ModuleList(nn.Conv2d(c, channels, 1) for c in in_channels)
-        self.smooth = nn.ModuleList(block(channels) for _ in in_channels[:-1])
+        self.smooth = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels),
+                          nn.ReLU(inplace=True)) for _ in in_channels[:-1])
         self.out = nn.Conv2d(channels, num_points, 1)
 
     def forward(self, features: list[torch.Tensor], points: torch.Tensor | None = None) -> torch.Tensor:
@@ -169,11 +152,10 @@ class UNetDecoder(nn.Module):
 class LandmarkHeatmapModel(nn.Module):
     """Backbone features -> decoder -> maps (B, K, H/4, W/4)."""
 
-    def __init__(self, features: nn.Module, channels: list[int], num_points: int, decoder_channels: int = 64,
-                 decoder_conv: str = "full"):
+    def __init__(self, features: nn.Module, channels: list[int], num_points: int, decoder_channels: int = 64):
         super().__init__()
         self.backbone = features  # returns a list of feature maps, strides 4, 8, 16, 32
-        self.decoder = UNetDecoder(channels, decoder_channels, num_points, decoder_conv)
+        self.decoder = UNetDecoder(channels, decoder_channels, num_points)
         self.num_points = num_points
 
     def forward(self, images: torch.Tensor, points: torch.Tensor | None = None) -> torch.Tensor:
@@ -194,8 +176,7 @@ HEATMAP_LOSSES = {"maps": (True, False), "coords": (False, True), "both": (True,
 
 class HeatmapHead:
     def __init__(self, size: tuple[int, int], sigma: float = 1.5, loss: str = "both", coord_weight: float = 0.1,
-                 decode: str = "argmax", points_per_step: int = 64, decoder_channels: int = 64,
-                 decoder_conv: str = "full"):
+                 decode: str = "argmax", points_per_step: int = 64, decoder_channels: int = 64):
         h, w = size
         if h % 4 or w % 4:
             raise DataError(None, f"head=heatmap needs augment.size divisible by 4 (maps at 1/4), got {h}x{w}")
@@ -206,18 +187,15 @@ class HeatmapHead:
         self.method = decode
         self.points_per_step = points_per_step
         self.decoder_channels = decoder_channels
-        choose(DECODER_CONVS, decoder_conv, "decoder conv")
-        self.decoder_conv = decoder_conv
 
     @classmethod
     def from_config(cls, config) -> "HeatmapHead":
         return cls(config.augment.size, config.heatmap_sigma, config.heatmap_loss, config.coord_weight,
-                   config.heatmap_decode, config.heatmap_points_per_step, config.decoder_channels,
-                   config.decoder_conv)
+                   config.heatmap_decode, config.heatmap_points_per_step, config.decoder_channels)
 
     def network(self, backbone: str, num_points: int, weights: str) -> LandmarkHeatmapModel:
         features, channels = create_feature_backbone(backbone, weights)
-        return LandmarkHeatmapModel(features, channels, num_points, self.decoder_channels, self.decoder_conv)
+        return LandmarkHeatmapModel(features, channels, num_points, self.decoder_channels)
 
     def encode(self, points: torch.Tensor) -> torch.Tensor:
         return self.codec.encode(points)

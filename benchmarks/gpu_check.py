@@ -3,6 +3,7 @@ one table, in under 8 minutes, needing nothing but this repository (it generates
 
     python benchmarks/gpu_check.py [--out gpu-check.md] [--images 4096] [--steps 150]
     python benchmarks/gpu_check.py --dry-run     # the same flow on this CPU, tiny (checks the script)
+    python benchmarks/gpu_check.py --skip-speed  # all but the training-speed rows
 
 Measures, on synthetic 971-point faces (`densemarks synth --workers <cores>`):
 - the seed recipe's (ResNet-50, 224 px, batch 32) training images/s in bf16 + channels_last,
@@ -48,11 +49,37 @@ def final_val_nme(run: Path) -> float:
     return float((run / "log.csv").read_text().splitlines()[-1].split(",")[2])
 
 
+class Rows(list):
+    """The table's rows; each append rewrites --out, so a run cut short still leaves what it measured."""
+
+    def __init__(self, out: Path, gpus: int, cores: int, dry_run: bool):
+        super().__init__()
+        self.context = out, gpus, cores, dry_run
+
+    def append(self, row: tuple[str, str]) -> None:
+        super().append(row)
+        out, gpus, cores, dry_run = self.context
+        write_table(out, self, gpus, cores, dry_run)
+
+
+def write_table(out: Path, rows: list[tuple[str, str]], gpus: int, cores: int, dry_run: bool) -> str:
+    name = "CPU (dry run)" if dry_run else torch.cuda.get_device_name(0)
+    table = [f"gpu-check on {gpus} x {name}, {cores} CPU cores, torch {torch.__version__}", "",
+             "| measurement | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows]
+    text = "\n".join(table) + "\n"
+    partial = out.with_name(out.name + ".tmp")
+    partial.write_text(text)
+    partial.replace(out)
+    return text
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", type=Path, default=ROOT / "gpu-check.md")
     parser.add_argument("--images", type=int, default=4096)
     parser.add_argument("--steps", type=int, default=150)
+    parser.add_argument("--skip-speed", action="store_true",
+                        help="leave out the training-speed rows (to rerun the rest after a failure)")
     parser.add_argument("--dry-run", action="store_true",
                         help="run the whole flow on the CPU with 2 gloo processes, a tiny model and few faces")
     args = parser.parse_args()
@@ -64,7 +91,7 @@ def main() -> None:
         return
     cores = os.cpu_count() or 1
     gpus = 2 if args.dry_run else torch.cuda.device_count()
-    rows: list[tuple[str, str]] = []
+    rows = Rows(args.out, gpus, cores, args.dry_run)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         data = tmp / "data"
@@ -73,7 +100,7 @@ def main() -> None:
                       "--workers", cores)
         rows.append((f"synth --workers {cores}: {args.images + tests} faces, 971 points",
                      f"{(args.images + tests) / seconds:.0f} faces/s"))
-        for compiled in (False, True):
+        for compiled in () if args.skip_speed else (False, True):
             if compiled and args.dry_run:
                 continue  # compiling on a CPU takes minutes; the flow is the same
             m = measure_training(data / "train", "seed", steps=args.steps, warmup=2 if args.dry_run else 20,
@@ -103,12 +130,7 @@ def main() -> None:
             rows.append((f"predict, {tests} faces, tta {tta} (whole command)", f"{tests / seconds:.0f} faces/s"))
         seconds = cli("export", "--checkpoint", checkpoint, "--out", tmp / "model.onnx")
         rows.append(("export to ONNX, checked against torch", f"{seconds:.0f} s"))
-    name = "CPU (dry run)" if args.dry_run else torch.cuda.get_device_name(0)
-    table = [f"gpu-check on {gpus} x {name}, {cores} CPU cores, torch {torch.__version__}", "",
-             "| measurement | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows]
-    text = "\n".join(table) + "\n"
-    print(text)
-    args.out.write_text(text)
+    print(write_table(args.out, rows, gpus, cores, args.dry_run))
     print(f"written to {args.out}")
 
 

@@ -17,6 +17,7 @@ import torch
 
 from densemarks.data.csvio import read_landmarks
 from densemarks.data.synth import synthesize
+from densemarks.training.setup import rng_state, set_rng_state
 
 from conftest import one_line_error, run_cli
 
@@ -189,3 +190,14 @@ def test_weight_average_is_the_saved_model_and_resumes_exactly(tiny, tmp_path):
     assert any(not torch.equal(averaged[k], raw[k]) for k in raw if raw[k].is_floating_point())
     one_line_error(run_cli("train", "--out", tmp_path / "halves", "--resume", "--data", tiny, "ema=0",
                                check=False), "ema=0.9", "resume with the same setting")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_the_rng_state_comes_back_from_a_checkpoint_loaded_onto_the_gpu(tmp_path):
+    # --resume loads last.pt onto the training device; the RNG setters want CPU byte tensors.
+    torch.save({"rng": rng_state()}, tmp_path / "state.pt")
+    expected = torch.rand(3), torch.rand(3, device="cuda")
+    set_rng_state(torch.load(tmp_path / "state.pt", map_location="cuda", weights_only=True)["rng"])
+    again = torch.rand(3), torch.rand(3, device="cuda")
+    assert all(torch.equal(a, b) for a, b in zip(expected, again))

@@ -96,6 +96,13 @@ def test_every_view_comes_back_to_the_original_pixels(tmp_path, mode):
     np.testing.assert_allclose(points, truth, atol=0.5)
 
 
+def test_the_inference_model_normalises_on_its_model_s_device():
+    # Validation wraps a model already on the GPU: the folded normalisation must sit beside it
+    # (the meta device stands in for CUDA here), else the first validation fails on a GPU.
+    model = InferenceModel(torch.nn.Conv2d(3, 6, 1, device="meta"), RegressionHead(SIZE), normalize=True)
+    assert model.scale.device.type == model.shift.device.type == "meta"
+
+
 @pytest.mark.parametrize("mode", ["none", "flip", "multi"])
 def test_photo_predictor_views_come_back_to_photo_pixels(mode):
     framing = Framing(BLOBS / 4, (0.0, 0.0, 2.0, 2.0), SIZE)  # any mean shape; it only turns the frame

@@ -29,9 +29,11 @@ class InferenceModel(torch.nn.Module):
         self.head = head
         mean = IMAGENET_MEAN if normalize else np.zeros(3, np.float32)
         std = IMAGENET_STD if normalize else np.ones(3, np.float32)
-        # x / 255 then (x - mean) / std, folded into one scale and shift per channel.
-        self.register_buffer("scale", torch.tensor(1.0 / (255.0 * std)).view(1, 3, 1, 1))
-        self.register_buffer("shift", torch.tensor(-mean / std).view(1, 3, 1, 1))
+        # x / 255 then (x - mean) / std, folded into one scale and shift per channel, made on the
+        # model's device (validation wraps a model already on the GPU).
+        device = next(model.parameters(), torch.empty(0)).device
+        self.register_buffer("scale", torch.tensor(1.0 / (255.0 * std), device=device).view(1, 3, 1, 1))
+        self.register_buffer("shift", torch.tensor(-mean / std, device=device).view(1, 3, 1, 1))
 
     def forward(self, crops: torch.Tensor) -> torch.Tensor:
         # (B, H, W, 3) -> (B, 3, H, W): from a contiguous HWC batch this is channels_last.

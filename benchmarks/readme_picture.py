@@ -3,7 +3,7 @@ the faces and enlarged so the points can be seen.
 
     python benchmarks/readme_picture.py --checkpoint RUN/best.pt --photo astronaut.png --out docs/astronaut.jpg
 
-docs/astronaut.jpg: the heatmap-cpu recipe trained on the 300-W crops of ../shared (val NME
+docs/astronaut.jpg: the accurate-cpu recipe trained on the 300-W crops of ../shared (val NME
 4.4%), on scikit-image's `astronaut.png` (Eileen Collins, a NASA photo in the public domain).
 """
 

@@ -136,15 +136,15 @@ def trained68(faces68, tmp_path_factory, torch_home) -> Path:
 def simcc68(faces68, tmp_path_factory, torch_home) -> Path:
     """The SimCC head (pretrained backbone, its layers from scratch) briefly on faces68."""
     run = tmp_path_factory.mktemp("simcc68")
-    run_cli("train", "--data", faces68, "--out", run, "--recipe", "heatmap-cpu", "head=simcc", "epochs=12",
+    run_cli("train", "--data", faces68, "--out", run, "--recipe", "accurate-cpu", "head=simcc", "epochs=12",
             "augment.size=[96,96]", "batch_size=8", "threads=2", torch_home=torch_home)
     return run
 
 
 @pytest.fixture(scope="session")
 def heatmap68(faces68, tmp_path_factory, torch_home) -> Path:
-    """heatmap-cpu (pretrained backbone, decoder from scratch) briefly on faces68: its run folder."""
+    """accurate-cpu (pretrained backbone, decoder from scratch) briefly on faces68: its run folder."""
     run = tmp_path_factory.mktemp("heatmap68")
-    run_cli("train", "--data", faces68, "--out", run, "--recipe", "heatmap-cpu", "epochs=8", "augment.size=[96,96]",
+    run_cli("train", "--data", faces68, "--out", run, "--recipe", "accurate-cpu", "epochs=8", "augment.size=[96,96]",
             "batch_size=8", "threads=2", "heatmap_points_per_step=16", torch_home=torch_home)
     return run

@@ -20,6 +20,12 @@ def test_recipes_load():
     assert cfg.load_recipe("fast-cpu").model == "mobilenet_v2"
 
 
+def test_the_accurate_recipe_keeps_its_time_limit_and_loads_by_its_earlier_name():
+    accurate = cfg.load_recipe("accurate-cpu")
+    assert (accurate.head, accurate.time_limit) == ("heatmap", "30m")
+    assert cfg.load_recipe("heatmap-cpu") == accurate
+
+
 def test_overrides_are_typed():
     config = cfg.apply_overrides(cfg.load_recipe("seed"), cfg.parse_overrides(
         ["lr=1e-3", "epochs=5", "amp=false", "augment.size=[166, 128]", "augment.flip_p=0", "model=resnet18",

@@ -113,12 +113,12 @@ def test_bad_input(tiny, tmp_path):
 
 
 def test_heatmap_head_pipeline_and_resume(heatmap68, faces68, tiny, tmp_path):
-    """heatmap-cpu (the session's conftest.heatmap68: pretrained backbone, decoder from scratch)
+    """accurate-cpu (the session's conftest.heatmap68: pretrained backbone, decoder from scratch)
     clearly beats the mean shape, with every TTA mode; a run resumed after epoch 1 ends exactly
     where a straight run does (the per-step point subsets come from the checkpointed RNG)."""
     _beats_the_mean_shape_with_every_tta(heatmap68, faces68, tmp_path)
 
-    small = ["--data", tiny, "--recipe", "heatmap-cpu", "weights=none", "scheduler=plateau", "augment.size=[64,64]",
+    small = ["--data", tiny, "--recipe", "accurate-cpu", "weights=none", "scheduler=plateau", "augment.size=[64,64]",
              "batch_size=16", "threads=2", "heatmap_points_per_step=8"]
     run_cli("train", "--out", tmp_path / "straight", *small, "epochs=2")
     run_cli("train", "--out", tmp_path / "halves", *small, "epochs=1")

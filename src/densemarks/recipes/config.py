@@ -18,7 +18,7 @@ import yaml
 
 from densemarks.core.errors import DataError
 from densemarks.core.registry import names, suggestion
-from densemarks.recipes.catalog import recipe_dir, recipe_names
+from densemarks.recipes.catalog import RENAMED, recipe_dir, recipe_names
 from densemarks.data.augment import CROP_MODES, AugmentConfig
 from densemarks.data.loader import SAMPLERS
 from densemarks.data.store import FORMATS as STORE_FORMATS
@@ -242,7 +242,7 @@ def load_recipe(name_or_path: str) -> TrainConfig:
     """A recipe by name (recipes/NAME.yaml, shipped in the package) or a YAML file path."""
     path = Path(name_or_path)
     if not path.suffix:
-        path = recipe_dir() / f"{name_or_path}.yaml"
+        path = recipe_dir() / f"{RENAMED.get(name_or_path, name_or_path)}.yaml"
         if not path.is_file():
             raise DataError(None, f"unknown recipe {name_or_path!r}" + _suggest(name_or_path, recipe_names()))
     data = _read_recipe_yaml(path)

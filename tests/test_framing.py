@@ -3,7 +3,7 @@
 import numpy as np
 
 from densemarks.core import geometry
-from densemarks.data.framing import Framing, measure_framing
+from densemarks.data.framing import Framing, measure_framing, turn_to_keypoints
 from densemarks.core.shapes import similarity_matrices
 
 
@@ -62,3 +62,18 @@ def test_shape_in_box_centres_the_mean_shape():
     np.testing.assert_allclose(np.sqrt(np.prod(hi - lo)), np.sqrt(80 * 100), rtol=1e-9)
     d = Framing.from_dict(framing.to_dict())
     np.testing.assert_allclose(d.mean_shape, framing.mean_shape)
+
+
+def test_turn_to_keypoints_gives_the_keypoints_roll_and_nothing_else():
+    shape = _shape(k=12)
+    weights = np.zeros((4, 12))
+    weights[np.arange(4), [0, 3, 5, 9]] = 1.0
+    centre = shape.mean(axis=0)
+    # The detector's keypoints: the face turned 25 degrees, larger and elsewhere, a little noisy.
+    grow = geometry.translation(*centre) @ geometry.scaling(1.6) @ geometry.translation(*-centre)
+    seen = geometry.translation(40, -7) @ geometry.rotation(25, tuple(centre)) @ grow
+    keypoints = geometry.apply(seen, weights @ shape) + np.random.default_rng(0).normal(0, 0.01, (4, 2))
+    turned = turn_to_keypoints(shape[None], keypoints[None], weights)[0]
+    np.testing.assert_allclose(turned, geometry.apply(geometry.rotation(25, tuple(centre)), shape), atol=0.05)
+    # No keypoints (NaN): the shape as it was.
+    np.testing.assert_array_equal(turn_to_keypoints(shape[None], np.full((1, 4, 2), np.nan), weights)[0], shape)

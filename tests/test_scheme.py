@@ -9,7 +9,7 @@ import pytest
 
 from densemarks.data.csvio import read_landmarks
 from densemarks.core.errors import DataError
-from densemarks.data.scheme import (LandmarkScheme, check_flip_index, derive_flip_index,
+from densemarks.data.scheme import (LandmarkScheme, check_flip_index, derive_flip_index, known_scheme,
                                read_flip_index, resolve_scheme)
 from densemarks.data.synth import make_layout
 
@@ -91,3 +91,24 @@ def test_derived_flip_index_on_real_faces_is_the_ibug_mirror_map():
             + [54, 53, 52, 51, 50, 49, 48, 59, 58, 57, 56, 55, 64, 63, 62, 61, 60, 67, 66, 65])
     flip, residual = derive_flip_index(np.asarray(read_landmarks(REAL_68 / "landmarks.csv", cache=False).points))
     assert flip.tolist() == ibug
+
+
+def test_keypoint_weights_give_eye_centres_and_mouth_corners_image_left_first():
+    rng = np.random.default_rng(0)
+    shape = rng.uniform(0, 100, (68, 2))
+    shape[36:42, 0] += 200  # the scheme's "right" eye lies image-right here: the order follows x
+    weights = known_scheme(68).keypoint_weights(shape)
+    mouth = shape[48:60]
+    expected = [shape[42:48].mean(0), shape[36:42].mean(0), mouth[mouth[:, 0].argmin()], mouth[mouth[:, 0].argmax()]]
+    np.testing.assert_allclose(weights @ shape, expected)
+    np.testing.assert_allclose(weights.sum(axis=1), 1.0)
+
+
+def test_keypoint_weights_take_pupils_and_need_named_regions():
+    shape = np.random.default_rng(1).uniform(0, 100, (98, 2))
+    weights = known_scheme(98).keypoint_weights(shape)
+    pupils = sorted([96, 97], key=lambda i: shape[i, 0])
+    np.testing.assert_array_equal(weights[:2].argmax(axis=1), pupils)
+    assert known_scheme(30).keypoint_weights(shape[:30]) is None  # one region, "all"
+    layout = make_layout(971).scheme  # the synthetic faces' regions: eye_a, eye_b, mouth
+    assert layout.keypoint_weights(np.random.default_rng(2).uniform(0, 100, (971, 2))) is not None

@@ -334,11 +334,14 @@ def analyze(
 DetectorOption = Annotated[str, typer.Option(help=f"Face detector: {names(DETECTORS)}.")]
 BackendOption = Annotated[str, typer.Option(help="torch, or onnx (the model from `densemarks export`): photos.predictor.BACKENDS.")]
 OnnxOption = Annotated[Optional[Path], typer.Option(help="ONNX file for --backend onnx (default: CKPT with .onnx).")]
-RefineOption = Annotated[int, typer.Option(min=0, help="Re-framing passes after the detector box.")]
+RefineOption = Annotated[Optional[int], typer.Option(min=0, help="Re-framing passes after the first crop "
+                                                    "(default: 0 when the detector's keypoints turned it, else 1).")]
+KeypointsOption = Annotated[bool, typer.Option(help="Turn each first crop by the face's roll from the detector's "
+                                                    "keypoints (MTCNN's eyes and mouth corners).")]
 
 
-def _photo_predictor(checkpoint: Path, detector: str, backend: str, onnx: Optional[Path], tta: str, refine: int,
-                     threads: int, video: bool = False):
+def _photo_predictor(checkpoint: Path, detector: str, backend: str, onnx: Optional[Path], tta: str,
+                     refine: Optional[int], threads: int, video: bool = False, keypoints: bool = True):
     """backend "auto": ONNX Runtime with --onnx or CKPT.onnx when there is one; for video, with
     an export kept in the user cache when there is none (made once); else torch."""
     from densemarks.photos.predictor import Predictor
@@ -358,7 +361,7 @@ def _photo_predictor(checkpoint: Path, detector: str, backend: str, onnx: Option
         else:
             backend = "torch"
     return Predictor.from_checkpoint(checkpoint, detector=detector, backend=backend, onnx=onnx,
-                                     refine=refine, tta=tta, threads=choice.threads)
+                                     refine=refine, tta=tta, threads=choice.threads, keypoints=keypoints)
 
 
 def _announce_threads(threads: int):
@@ -382,7 +385,8 @@ def detect(
                                               "exported once into the user cache), torch, or onnx.")] = "auto",
     onnx: OnnxOption = None,
     tta: TtaOption = "none",
-    refine: RefineOption = 1,
+    refine: RefineOption = None,
+    keypoints: KeypointsOption = True,
     draw: Annotated[Optional[Path], typer.Option(help="Photos: a folder for each photo with its faces drawn. "
                                                      "Video: a video file (.mp4, .avi, .mkv) with the faces drawn.")] = None,
     threads: ThreadsOption = 0,
@@ -402,14 +406,14 @@ def detect(
         if len(photos) > 1:
             raise DataError(videos[0], "give one video per call (photos and videos do not mix either)")
         _detect_video(videos[0], checkpoint, out, detector, backend, onnx, tta, refine, draw, threads, fps,
-                      detect_every, smooth, min_cutoff, beta)
+                      detect_every, smooth, min_cutoff, beta, keypoints)
         return
     from densemarks.photos.predictor import detect_photos, list_photos
 
     _will_write(out)
     _will_write(draw, folder=True)
     files = list_photos(photos)
-    predictor = _photo_predictor(checkpoint, detector, backend, onnx, tta, refine, threads)
+    predictor = _photo_predictor(checkpoint, detector, backend, onnx, tta, refine, threads, keypoints=keypoints)
     result = detect_photos(predictor, files, out, draw)
     none = [str(f) for f, n in zip(files, result.faces) if n == 0]
     found = sum(n for n in result.faces if n)
@@ -424,8 +428,8 @@ def detect(
 
 
 def _detect_video(path: Path, checkpoint: Path, out: Path, detector: str, backend: str, onnx: Optional[Path], tta: str,
-                  refine: int, draw: Optional[Path], threads: int, fps: Optional[float], detect_every: int, smooth: bool,
-                  min_cutoff: float, beta: float) -> None:
+                  refine: Optional[int], draw: Optional[Path], threads: int, fps: Optional[float], detect_every: int,
+                  smooth: bool, min_cutoff: float, beta: float, keypoints: bool) -> None:
     from densemarks.video.frames import open_video
     from densemarks.video.run import FOURCC, detect_video
     from densemarks.video.smoothing import OneEuro
@@ -438,7 +442,8 @@ def _detect_video(path: Path, checkpoint: Path, out: Path, detector: str, backen
     _will_write(out)
     _will_write(draw)
     source = open_video(path, fps)  # a file that is not a video fails here, before the model loads
-    predictor = _photo_predictor(checkpoint, detector, backend, onnx, tta, refine, threads, video=True)
+    predictor = _photo_predictor(checkpoint, detector, backend, onnx, tta, refine, threads, video=True,
+                                 keypoints=keypoints)
     options = TrackOptions(detect_every=detect_every, smoothing=OneEuro(min_cutoff, beta) if smooth else None)
     result = detect_video(FaceTracker(predictor, options), source, out, draw=draw)
     console.print(f"{result.frames} frames, {result.faces} faces in {result.tracks} track(s) -> {out}"
@@ -474,7 +479,8 @@ def evaluate_photos_command(
     backend: BackendOption = "torch",
     onnx: OnnxOption = None,
     tta: TtaOption = "none",
-    refine: RefineOption = 1,
+    refine: RefineOption = None,
+    keypoints: KeypointsOption = True,
     min_iou: Annotated[float, typer.Option(help="Box overlap for a detection to count as a face.")] = 0.4,
     limit: Annotated[Optional[int], typer.Option(help="Only the first N photos.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Folder for per_face.csv, report.json, examples.png.")] = None,
@@ -484,7 +490,7 @@ def evaluate_photos_command(
     from densemarks.photos.evaluate import evaluate_photos, write_photo_report
 
     _will_write(out, folder=True)
-    predictor = _photo_predictor(checkpoint, detector, backend, onnx, tta, refine, threads)
+    predictor = _photo_predictor(checkpoint, detector, backend, onnx, tta, refine, threads, keypoints=keypoints)
     drawn = []
     report = evaluate_photos(predictor, data, min_iou=min_iou, limit=limit,
                              on_photo=(lambda *a: drawn.append(a) if len(drawn) < 12 else None) if out else None)

@@ -100,6 +100,27 @@ class Framing:
         return unit[None] * s[:, None, None] + np.stack([cx, cy], axis=1)[:, None, :]
 
 
+def turn_to_keypoints(shapes: np.ndarray, keypoints: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Shapes (N, K, 2) turned about their centroids by the roll that carries their keypoints
+    (`weights` (A, K) @ shape) onto `keypoints` (N, A, 2), from a least-squares similarity fit;
+    faces whose keypoints hold a NaN are left as they are. A detector's box says nothing of a
+    face's roll; its keypoints do."""
+    shapes = np.asarray(shapes, dtype=np.float64)
+    z = _complex(np.einsum("ak,nkd->nad", weights, shapes))
+    w = _complex(np.asarray(keypoints, dtype=np.float64))
+    z, w = z - z.mean(axis=1, keepdims=True), w - w.mean(axis=1, keepdims=True)
+    fit = (np.conj(z) * w).sum(axis=1)  # the best similarity's complex factor (rotation and scale)
+    fit = np.where(np.isfinite(fit) & (np.abs(fit) > 0), fit, 1.0)
+    turn = fit / np.abs(fit)
+    centre = _complex(shapes).mean(axis=1, keepdims=True)
+    turned = (_complex(shapes) - centre) * turn[:, None] + centre
+    return np.stack([turned.real, turned.imag], axis=-1)
+
+
+def _complex(points: np.ndarray) -> np.ndarray:
+    return points[..., 0] + 1j * points[..., 1]
+
+
 def measure_framing(matrices: np.ndarray, points: np.ndarray, size: tuple[int, int]) -> Framing:
     """Framing from training faces: matrices (N, 3, 3) original pixels -> input pixels (the
     evaluation geometry: no rotation, no jitter) and the faces' points (N, K, 2) in original

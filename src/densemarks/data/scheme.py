@@ -49,6 +49,28 @@ class LandmarkScheme:
         if any(not 0 <= p < self.num_points for line in self.lines for p in line):
             raise ValueError(f"a line's point lies outside 0..{self.num_points - 1}")
 
+    def keypoint_weights(self, mean_shape: np.ndarray) -> np.ndarray | None:
+        """(4, K) weights that make a face's points (K, 2) into a face detector's keypoints: the
+        eye centres, then the mouth corners, each pair image-left first (on `mean_shape`, an
+        upright mean face). Eyes: the `pupils` region's two points, or the centres of the two
+        regions named eye*; mouth corners: the leftmost and rightmost points of `mouth_outer`
+        (or `mouth`). None when the scheme's regions do not name them."""
+        named = {r.name: np.arange(r.start, r.stop) for r in self.regions}
+        if len(named.get("pupils", ())) == 2:
+            eyes = [[i] for i in named["pupils"]]
+        else:
+            eyes = [list(v) for k, v in named.items() if k.startswith("eye")]
+        mouth = named.get("mouth_outer", named.get("mouth"))
+        if len(eyes) != 2 or mouth is None or len(mouth) < 2:
+            return None
+        x = np.asarray(mean_shape, dtype=np.float64)[:, 0]
+        eyes.sort(key=lambda group: x[group].mean())
+        groups = [*eyes, [mouth[np.argmin(x[mouth])]], [mouth[np.argmax(x[mouth])]]]
+        weights = np.zeros((4, self.num_points))
+        for row, group in enumerate(groups):
+            weights[row, group] = 1.0 / len(group)
+        return weights
+
     def to_dict(self) -> dict:
         return {
             "num_points": self.num_points,

@@ -30,10 +30,13 @@ from densemarks.data.framing import BoxPrior
 @dataclass(frozen=True)
 class Detection:
     """box (4,) float64 x0, y0, x1, y1 in the photo's pixels (edges); score: the detector's
-    confidence (its own scale)."""
+    confidence (its own scale); keypoints (4, 2) float64 or None: the eye centres then the mouth
+    corners, each pair image-left first (what `LandmarkScheme.keypoint_weights` takes from
+    points), from detectors that find them."""
 
     box: np.ndarray
     score: float
+    keypoints: np.ndarray | None = None
 
 
 class MTCNNDetector:
@@ -55,11 +58,13 @@ class MTCNNDetector:
         import torch  # with facenet-pytorch: MTCNN is the one detector that runs in torch
 
         with torch.no_grad():
-            boxes, scores = self.model.detect(np.ascontiguousarray(rgb))
+            boxes, scores, marks = self.model.detect(np.ascontiguousarray(rgb), landmarks=True)
         if boxes is None:
             return []
-        return _sorted([Detection(np.asarray(b, dtype=np.float64), float(s))
-                        for b, s in zip(boxes, scores) if s is not None and s >= self.threshold])
+        # MTCNN's five points: eyes, nose tip, mouth corners; the nose is not a keypoint here
+        return _sorted([Detection(np.asarray(b, dtype=np.float64), float(s),
+                                  np.asarray(m, dtype=np.float64)[[0, 1, 3, 4]])
+                        for b, s, m in zip(boxes, scores, marks) if s is not None and s >= self.threshold])
 
 
 class MediaPipeDetector:

@@ -5,8 +5,9 @@
     faces = predictor("group.jpg")        # list[Face]: box, points (K, 2) photo pixels, score
 
 The first crop comes from the detector's box (its `box_prior` places the mean training face in
-it); each refinement pass fits the mean face to the points just predicted (a similarity, so a
-tilted face is cut out upright) and predicts again. Backends: torch (the checkpoint's model) or
+it), turned by the face's roll where the detector gives keypoints (MTCNN); each refinement pass
+fits the mean face to the points just predicted (a similarity, so a tilted face is cut out
+upright) and predicts again. Backends: torch (the checkpoint's model) or
 ONNX Runtime (a file from `densemarks export`); both run `export.InferenceModel`'s computation.
 """
 
@@ -28,7 +29,7 @@ from densemarks.core.fileio import atomic_path
 from densemarks.core.registry import unknown
 from densemarks.data.augment import warp
 from densemarks.data.csvio import point_columns
-from densemarks.data.framing import Framing
+from densemarks.data.framing import Framing, turn_to_keypoints
 from densemarks.data.images import LoadedImage, load_image
 from densemarks.inference.checkpoint import Checkpoint
 from densemarks.inference.landmarker import InferenceModel, OnnxLandmarker, TorchLandmarker, predict_views
@@ -52,13 +53,14 @@ MIN_PHOTO_SIDE = 16  # pixels: below this a photo holds no face a detector can f
 
 
 class Predictor:
-    """Detector + landmark model. `refine` re-framing passes after the detector-box pass;
-    `tta` (a `tta.TTA_MODES` name or a Tta) averages each crop with its mirror (points renamed
+    """Detector + landmark model. `refine` re-framing passes after the first crop (None: none
+    when the detector's keypoints turned it, one otherwise; AFW, BENCHMARKS.md: one pass so
+    framed is as accurate as two from the box alone); `tta` (a `tta.TTA_MODES` name or a Tta) averages each crop with its mirror (points renamed
     by the flip index) and over its framings (crops warped with a rotation or zoom composed in)."""
 
     def __init__(self, landmarker, framing: Framing, flip_index: np.ndarray, *, detector=None,
-                 refine: int = 1, tta: str | Tta = "none", norm_points: tuple[int, int] | None = None,
-                 scheme=None):
+                 refine: int | None = None, tta: str | Tta = "none",
+                 norm_points: tuple[int, int] | None = None, scheme=None, keypoints: bool = True):
         self.landmarker = landmarker
         self.norm_points = norm_points  # the scheme's NME pair, for evaluation
         self.scheme = scheme  # the checkpoint's LandmarkScheme, for drawing regions as lines
@@ -66,16 +68,20 @@ class Predictor:
         self.flip_index = np.asarray(flip_index)
         self.detector = detector
         self.refine = refine
+        # (4, K): points -> the detector's keypoints, which turn each first crop by the face's roll
+        self.keypoint_weights = scheme.keypoint_weights(framing.mean_shape) if keypoints and scheme else None
         self.tta = parse_tta(tta)
         self.views = view_matrices(self.tta.views, framing.size)
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str | Path, *, detector: str | object | None = "mtcnn",
                         backend: str = "torch", onnx: str | Path | None = None, threads: int | None = None,
-                        refine: int = 1, tta: str | Tta = "none") -> "Predictor":
+                        refine: int | None = None, tta: str | Tta = "none", keypoints: bool = True) -> "Predictor":
         """backend "torch" runs the checkpoint's model; "onnx" runs `onnx` (default: the
         checkpoint's path with .onnx). detector: a name for `create_detector`, an object, or None
-        (then only `predict_faces` with given boxes or points works)."""
+        (then only `predict_faces` with given boxes or points works). keypoints: turn each first
+        crop by the roll of the detector's keypoints where it gives them (MTCNN) and the scheme
+        names eyes and mouth."""
         state = Checkpoint.load(checkpoint)
         framing = state.require_framing()
         if backend == "torch":
@@ -87,7 +93,8 @@ class Predictor:
         if isinstance(detector, str):
             detector = create_detector(detector)
         return cls(landmarker, framing, state.scheme.flip_index, detector=detector,
-                   refine=refine, tta=tta, norm_points=state.scheme.norm_points, scheme=state.scheme)
+                   refine=refine, tta=tta, norm_points=state.scheme.norm_points, scheme=state.scheme,
+                   keypoints=keypoints)
 
     def __call__(self, photo: str | Path | np.ndarray | LoadedImage) -> list[Face]:
         """Every face the detector finds, best score first; [] when there is none."""
@@ -113,14 +120,18 @@ class Predictor:
             return []
         boxes = np.stack([d.box for d in detections])
         start = self.framing.shape_in_box(boxes, prior)
-        points = self.landmarks(image, start)
+        turned = self.keypoint_weights is not None and all(d.keypoints is not None for d in detections)
+        if turned:
+            start = turn_to_keypoints(start, np.stack([d.keypoints for d in detections]), self.keypoint_weights)
+        points = self.landmarks(image, start, 0 if turned else 1)
         return [Face(d.box, p, d.score) for d, p in zip(detections, points)]
 
-    def landmarks(self, photo, start: np.ndarray) -> np.ndarray:
-        """Points (N, K, 2) in photo pixels from rough points `start` (N, K, 2): 1 + refine passes."""
+    def landmarks(self, photo, start: np.ndarray, default_refine: int = 1) -> np.ndarray:
+        """Points (N, K, 2) in photo pixels from rough points `start` (N, K, 2): 1 + refine passes
+        (`default_refine` when this predictor's refine is None)."""
         image = as_loaded(photo)
         points = np.asarray(start, dtype=np.float64)
-        for _ in range(1 + self.refine):
+        for _ in range(1 + (default_refine if self.refine is None else self.refine)):
             points = self.predict_framed(image, self.framing.region_matrix(points))
         return points
 

@@ -62,7 +62,7 @@ def _align_block(shapes: np.ndarray, reference: np.ndarray):
     xc, yc = x - x_mean, y - y_mean
     x_norm = np.sqrt((xc ** 2).sum(axis=(1, 2)))
     y_norm = np.sqrt((yc ** 2).sum())
-    rotation, singular = _best_rotation(xc, yc)
+    rotation, singular = best_rotations(xc, yc)
     scale = singular / np.maximum(x_norm ** 2, 1e-12)
     aligned = scale[:, None, None] * (xc @ rotation) + y_mean
     correlation = singular / np.maximum(x_norm * y_norm, 1e-12)
@@ -76,7 +76,7 @@ def similarity_matrices(shapes: np.ndarray, reference: np.ndarray) -> np.ndarray
     y = np.asarray(reference, dtype=np.float64)
     x_mean, y_mean = x.mean(axis=1), y.mean(axis=0)
     xc, yc = x - x_mean[:, None], y - y_mean
-    rotation, singular = _best_rotation(xc, yc)
+    rotation, singular = best_rotations(xc, yc)
     scale = singular / np.maximum((xc ** 2).sum(axis=(1, 2)), 1e-12)
     linear = scale[:, None, None] * rotation.transpose(0, 2, 1)  # row form x @ R is R^T x
     out = np.zeros((len(x), 3, 3))
@@ -86,10 +86,11 @@ def similarity_matrices(shapes: np.ndarray, reference: np.ndarray) -> np.ndarray
     return out
 
 
-def _best_rotation(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def best_rotations(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Rotations R (N, 2, 2) maximising sum_k x[n, k] @ R . y[k] (row vectors, no reflection),
-    and the attained maxima (the reflection-corrected singular value sums)."""
-    m = np.einsum("nki,kj->nij", x, y)  # (N, 2, 2) cross-covariance
+    and the attained maxima (the reflection-corrected singular value sums). x (N, K, 2) and y
+    (K, 2), or (N, K, 2) for one reference per shape, both centred."""
+    m = np.einsum("nki,nkj->nij", x, np.broadcast_to(y, x.shape))  # (N, 2, 2) cross-covariance
     u, s, vt = np.linalg.svd(m)
     d = np.sign(np.linalg.det(u @ vt))  # -1 would be a reflection: take the best rotation instead
     s = s.copy()

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from densemarks.core import geometry
-from densemarks.core.shapes import similarity_matrices
+from densemarks.core.shapes import best_rotations, similarity_matrices
 
 
 @dataclass(frozen=True)
@@ -106,19 +106,16 @@ def turn_to_keypoints(shapes: np.ndarray, keypoints: np.ndarray, weights: np.nda
     faces whose keypoints hold a NaN are left as they are. A detector's box says nothing of a
     face's roll; its keypoints do."""
     shapes = np.asarray(shapes, dtype=np.float64)
-    z = _complex(np.einsum("ak,nkd->nad", weights, shapes))
-    w = _complex(np.asarray(keypoints, dtype=np.float64))
-    z, w = z - z.mean(axis=1, keepdims=True), w - w.mean(axis=1, keepdims=True)
-    fit = (np.conj(z) * w).sum(axis=1)  # the best similarity's complex factor (rotation and scale)
-    fit = np.where(np.isfinite(fit) & (np.abs(fit) > 0), fit, 1.0)
-    turn = fit / np.abs(fit)
-    centre = _complex(shapes).mean(axis=1, keepdims=True)
-    turned = (_complex(shapes) - centre) * turn[:, None] + centre
-    return np.stack([turned.real, turned.imag], axis=-1)
-
-
-def _complex(points: np.ndarray) -> np.ndarray:
-    return points[..., 0] + 1j * points[..., 1]
+    keypoints = np.asarray(keypoints, dtype=np.float64)
+    turned = shapes.copy()
+    ok = np.isfinite(keypoints).all(axis=(1, 2))
+    if ok.any():
+        seen = np.einsum("ak,nkd->nad", weights, shapes[ok])
+        rotation, _ = best_rotations(seen - seen.mean(axis=1, keepdims=True),
+                                     keypoints[ok] - keypoints[ok].mean(axis=1, keepdims=True))
+        centre = shapes[ok].mean(axis=1, keepdims=True)
+        turned[ok] = (shapes[ok] - centre) @ rotation + centre  # row form: x @ R turns x onto y
+    return turned
 
 
 def measure_framing(matrices: np.ndarray, points: np.ndarray, size: tuple[int, int]) -> Framing:

@@ -9,8 +9,11 @@ Measures, on synthetic 971-point faces (`densemarks synth --workers <cores>`):
 - the seed recipe's (ResNet-50, 224 px, batch 32) training images/s in bf16 + channels_last,
   without and with torch.compile, and the share of each step spent waiting for data;
 - the data path alone (loader with the machine's cores as workers), samples/s;
-- `torchrun` on all local GPUs (NCCL): two epochs straight, and one epoch then `--resume` to
-  two; the two final validation NMEs side by side (equal when the run is deterministic);
+- the same with the SimCC and heatmap heads (all 971 points supervised by SimCC), eager;
+- `torchrun` on all local GPUs (NCCL): two epochs straight, split into start-up, training steps,
+  validation and the end (from rank 0's time-stamped output, kept beside --out as
+  `<out>.stamps.txt`), and one epoch then `--resume` to two; the two final validation NMEs side
+  by side (equal when the run is deterministic);
 - `densemarks predict` throughput without and with flip TTA;
 - `densemarks export` (ONNX) of the trained checkpoint and its check against torch.
 Prints the table and writes it to --out. Without CUDA it says so and exits 0.
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -43,6 +47,44 @@ def cli(*args, torchrun: int = 0, timeout: int = 600) -> float:
     if result.returncode != 0:
         raise SystemExit(f"densemarks {' '.join(map(str, args))} failed:\n{result.stderr[-3000:]}")
     return time.perf_counter() - start
+
+
+def stamped_cli(*args, torchrun: int, log: Path, timeout: int = 600) -> tuple[float, dict[str, float]]:
+    """`cli` with every line (tqdm's carriage-return updates too) of the output time-stamped into
+    LOG; returns the seconds and where they went: start (until the first progress bar), the
+    training steps, validation, and the end (after the last bar)."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(torchrun),
+               "-m", "densemarks", *map(str, args)]
+    start = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    stamps, pending = [], b""
+    while chunk := process.stdout.read1(65536):
+        now = time.perf_counter() - start
+        *lines, pending = re.split(rb"[\r\n]", pending + chunk)
+        stamps += [(now, line.decode(errors="replace").strip()) for line in lines if line.strip()]
+    process.wait(timeout=timeout)
+    seconds = time.perf_counter() - start
+    log.write_text("".join(f"{t:8.2f}  {line}\n" for t, line in stamps))
+    if process.returncode != 0:
+        raise SystemExit(f"densemarks {' '.join(map(str, args))} failed; its output is in {log}")
+    return seconds, phases(stamps, seconds)
+
+
+def phases(stamps: list[tuple[float, str]], seconds: float) -> dict[str, float]:
+    """Seconds per phase of a stamped `train`: each interval between two lines goes to the phase
+    of the later line (a progress bar's update ends the time it reports on); "other" is what
+    ends at the lines between bars (checkpoints, the epoch's summary)."""
+    kind = [("train" if line.startswith("epoch ") and "batch" in line else
+             "validate" if line.startswith("validate") else "other") for _, line in stamps]
+    bars = [i for i, k in enumerate(kind) if k != "other"]
+    if not bars:
+        return {"start": seconds, "train": 0.0, "validate": 0.0, "other": 0.0, "end": 0.0}
+    spent = {"start": stamps[bars[0]][0], "train": 0.0, "validate": 0.0, "other": 0.0,
+             "end": seconds - stamps[bars[-1]][0]}
+    for i in range(bars[0] + 1, bars[-1] + 1):
+        spent[kind[i]] += stamps[i][0] - stamps[i - 1][0]
+    return spent
 
 
 def final_val_nme(run: Path) -> float:
@@ -112,13 +154,20 @@ def main() -> None:
             rows.append((f"  waiting for data ({cores} workers), {label}", f"{m['data_share']:.1f}% of the step"))
             if not compiled:
                 rows.append((f"data path alone, {cores} loader workers", f"{m['loader_per_s']:.0f} samples/s"))
+        for head in () if args.skip_speed else ("simcc", "heatmap"):
+            m = measure_training(data / "train", "seed", steps=args.steps, warmup=2 if args.dry_run else 20,
+                                 workers=cores, overrides=[*small, f"head={head}"])
+            rows.append((f"  the same with head={head}, eager", f"{m['images_per_s']:.0f} images/s"))
         common = ["--data", data, "--recipe", "seed", "weights=none", f"workers={min(8, max(1, cores // gpus))}",
                   "scheduler=plateau", "val_fraction=0.1", *small]
         straight, halves = tmp / "straight", tmp / "halves"
-        seconds = cli("train", "--out", straight, *common, "epochs=2", torchrun=gpus)
+        stamps = args.out.with_name(args.out.name + ".stamps.txt")
+        seconds, spent = stamped_cli("train", "--out", straight, *common, "epochs=2", torchrun=gpus, log=stamps)
         steps = 2 * len(range(0, int(args.images * 0.9), 32 * gpus))
         where = "CPU processes, gloo" if args.dry_run else "GPU(s), NCCL"
         rows.append((f"torchrun, {gpus} {where}: 2 epochs ({steps} steps per rank)", f"{seconds:.0f} s"))
+        rows.append(("  start (launch, imports, data, model, first step) / steps / validation / between epochs / end",
+                     " / ".join(f"{spent[k]:.0f}" for k in ("start", "train", "validate", "other", "end")) + " s"))
         cli("train", "--out", halves, *common, "epochs=1", torchrun=gpus)
         cli("train", "--out", halves, "--resume", "--data", data, "epochs=2", torchrun=gpus)
         a, b = final_val_nme(straight), final_val_nme(halves)

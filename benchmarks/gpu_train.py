@@ -52,7 +52,7 @@ def measure_training(train_dir: Path, recipe: str = "seed", *, steps: int = 200,
     dataset = LandmarkDataset(data.images_dir, data.table.file_names, data.table.points,
                               LandmarkTransform(config.augment, data.scheme.flip_index, train=True),
                               config.seed, store)
-    loader = make_loader(dataset, config.batch_size, config.workers, True, config.seed, 0, device)
+    loader = make_loader(dataset, config.batch_size, config.workers, True, config.seed, 0, device, keep_workers=True)
     model = create_model(config, data.scheme.num_points, "none").to(device)
     model = model.to(memory_format=torch.channels_last).train()
     optimizer = build_optimizer(model, config)

@@ -44,7 +44,7 @@ def main() -> None:
     data = open_training_data(args.data)
     dataset = LandmarkDataset(data.images_dir, data.table.file_names, data.table.points,
                               LandmarkTransform(config.augment, data.scheme.flip_index, train=True), config.seed)
-    loader = make_loader(dataset, config.batch_size, config.workers, True, config.seed, 0, torch.device("cpu"))
+    loader = make_loader(dataset, config.batch_size, config.workers, True, config.seed, 0, torch.device("cpu"), keep_workers=True)
     batches = []
     for batch in loader:
         images = normalize_batch(batch["image"], config.augment.normalize, tone=batch["tone"])

@@ -201,3 +201,19 @@ def test_the_rng_state_comes_back_from_a_checkpoint_loaded_onto_the_gpu(tmp_path
     set_rng_state(torch.load(tmp_path / "state.pt", map_location="cuda", weights_only=True)["rng"])
     again = torch.rand(3), torch.rand(3, device="cuda")
     assert all(torch.equal(a, b) for a, b in zip(expected, again))
+
+
+def test_training_stops_its_loader_workers_before_returning(tiny, tmp_path):
+    """The training loader keeps its worker processes between epochs; train() must stop them
+    itself. Left to interpreter exit, PyTorch joined each with a 5 s timeout: `densemarks train`
+    with 8 workers took 42 s to exit on the H200."""
+    import multiprocessing
+
+    from densemarks.recipes import config as cfg
+    from densemarks.training.loop import train
+
+    overrides = [o for o in TINY if o != "workers=0"] + ["workers=2", "epochs=1"]
+    config = cfg.apply_overrides(cfg.load_recipe("fast-cpu"), cfg.parse_overrides(overrides), "test")
+    before = set(multiprocessing.active_children())
+    train(tiny, config, tmp_path / "run", quiet=True)
+    assert set(multiprocessing.active_children()) - before == set()

@@ -32,10 +32,11 @@ SAMPLERS = {"uniform": _uniform, "pose_balanced": _pose_balanced}
 
 def make_loader(dataset: Dataset, batch_size: int, workers: int, shuffle: bool,
                 seed: int, epoch: int, device: torch.device, weights: np.ndarray | None = None,
-                ctx: Context | None = None, pad: bool = True) -> DataLoader:
+                ctx: Context | None = None, pad: bool = True, keep_workers: bool = False) -> DataLoader:
     """Batches of this rank's share of the dataset in a reproducible order (`EpochSampler`:
     shuffled, or drawn in proportion to per-item weights, fixed by (seed, epoch)); call
-    `loader.sampler.set_epoch` to move on, which keeps persistent workers. pad=False: no
+    `loader.sampler.set_epoch` to move on. keep_workers: the worker processes outlive each pass
+    (for a loader read once per epoch); stop them with `close_workers` when done. pad=False: no
     repeated items (prediction). workers = 0 loads in this process, which is fastest when the
     model already keeps every core busy (a 2-core CPU: a loader process or thread beside it
     only oversubscribes the cores, measured in BENCHMARKS.md)."""
@@ -45,7 +46,17 @@ def make_loader(dataset: Dataset, batch_size: int, workers: int, shuffle: bool,
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler,
                       num_workers=workers, pin_memory=device.type == "cuda",
                       worker_init_fn=_worker_init if workers else None, drop_last=False,
-                      persistent_workers=workers > 0)
+                      persistent_workers=keep_workers and workers > 0)
+
+
+def close_workers(loader: DataLoader) -> None:
+    """Stop a keep_workers loader's worker processes now. Otherwise they live until the loader is
+    garbage-collected, which a reference cycle inside DataLoader puts off until the interpreter
+    exits; there, with pin_memory (CUDA), PyTorch waited 5 s for each worker to join: on the H200,
+    `densemarks train` with 8 workers exited 42 s after its last line (BENCHMARKS.md)."""
+    iterator, loader._iterator = loader._iterator, None  # torch has no public call for this
+    if iterator is not None and hasattr(iterator, "_shutdown_workers"):
+        iterator._shutdown_workers()
 
 
 def _worker_init(_: int) -> None:

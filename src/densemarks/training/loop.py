@@ -25,6 +25,7 @@ from densemarks.core.errors import DataError
 from densemarks.core.fileio import run_lock
 from densemarks.data.augment import normalize_batch
 from densemarks.data.csvio import write_landmarks
+from densemarks.data.loader import close_workers
 from densemarks.models.optim import set_trainable
 from densemarks.recipes.config import TrainConfig, parse_duration
 from densemarks.training.distill import split_points
@@ -49,12 +50,15 @@ def train(data_dir: str | Path, config: TrainConfig, out: str | Path, *, resume:
     ctx = distributed.setup()
     out.mkdir(parents=True, exist_ok=True)
     with run_lock(out) if ctx.main else contextlib.nullcontext():  # one training per run folder
-        return _train(data_dir, config, out, ctx, resume, exclude, quiet)
+        run = prepare_run(data_dir, config, out, ctx, resume=resume, exclude=exclude)
+        try:
+            return _train(run, config, out, ctx, resume, quiet)
+        finally:
+            close_workers(run.loader)
 
 
-def _train(data_dir: str | Path, config: TrainConfig, out: Path, ctx: distributed.Context, resume: bool,
-           exclude: set[str] | None, quiet: bool) -> TrainResult:
-    run = prepare_run(data_dir, config, out, ctx, resume=resume, exclude=exclude)
+def _train(run: TrainingRun, config: TrainConfig, out: Path, ctx: distributed.Context, resume: bool,
+           quiet: bool) -> TrainResult:
     log = Logger(out, quiet or not ctx.main, fresh=not resume) if ctx.main else None
     device, use_cuda = ctx.device, ctx.device.type == "cuda"
     amp_dtype = torch.bfloat16 if use_cuda and torch.cuda.is_bf16_supported() else torch.float16

@@ -9,7 +9,7 @@ import torch
 from densemarks.core.errors import DataError
 from densemarks.models.backbones import ModelError, backbone_stages, head_and_backbone
 from densemarks.models.heads.regression import RegressionCodec, RegressionHead
-from densemarks.models.optim import build_optimizer, set_trainable
+from densemarks.models.optim import build_optimizer, set_trainable, step_schedule
 from densemarks.recipes import config as cfg
 
 from conftest import SHARED_WEIGHTS
@@ -107,3 +107,29 @@ def test_per_stage_learning_rates_and_freezing():
     assert trainable(mode="staged", frozen_stages=1) == ([False, True, True, True, True], [True] * 4)
     with pytest.raises(DataError, match="frozen_stages=6: this backbone has 5 stages"):
         trainable(frozen_stages=6)
+
+
+def _one_cycle(total: int = 100):
+    weight = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.AdamW([weight], lr=1e-3)
+    return optimizer, torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=1e-3, total_steps=total)
+
+
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step()` before `optimizer.step()`")
+def test_a_one_cycle_schedule_keeps_up_with_the_time_limit():
+    plain, plain_schedule = _one_cycle()
+    timed, timed_schedule = _one_cycle()
+    for _ in range(30):  # a run that fits its limit steps exactly as one without
+        plain_schedule.step()
+        step_schedule(timed_schedule, spent=timed_schedule.last_epoch / 200)  # the clock behind the steps
+    assert timed.param_groups[0]["lr"] == plain.param_groups[0]["lr"]
+    step_schedule(timed_schedule, spent=0.6)  # the clock ran ahead: the schedule jumps to 60% ...
+    for _ in range(30):
+        plain_schedule.step()
+    assert timed_schedule.last_epoch == plain_schedule.last_epoch == 60
+    # ... the same rate and momentum as stepping there
+    assert timed.param_groups[0]["lr"] == plain.param_groups[0]["lr"]
+    assert timed.param_groups[0]["betas"] == plain.param_groups[0]["betas"]
+    for _ in range(5):  # at and past the limit it stays at its end, annealed (no error)
+        step_schedule(timed_schedule, spent=1.2)
+    assert timed_schedule.last_epoch == 100 and timed.param_groups[0]["lr"] < 1e-3 / 1000

@@ -70,6 +70,15 @@ def mean_over_ranks(ctx: Context, value: float) -> float:
     return float(tensor.item()) / ctx.world
 
 
+def max_over_ranks(ctx: Context, value: float) -> float:
+    """The largest of every rank's value, on every rank."""
+    if not ctx.distributed:
+        return value
+    tensor = torch.tensor([value], dtype=torch.float64, device=_collective_device(ctx))
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return float(tensor.item())
+
+
 def any_rank(ctx: Context, flag: bool) -> bool:
     """True on every rank when it is true on one (e.g. the time limit ran out somewhere)."""
     if not ctx.distributed:

@@ -74,6 +74,23 @@ def build_optimizer(model: nn.Module, config) -> torch.optim.Optimizer:
     return choose(OPTIMIZERS, config.optimizer, "optimizer")(groups, config)
 
 
+def step_schedule(scheduler, spent: float | None = None) -> None:
+    """One step of a per-batch schedule. spent: the share of the run's time limit used so far
+    (None: no limit). A schedule of known length (one-cycle: `total_steps`) then keeps up with
+    the clock: when the limit would end the run before its epochs do, the schedule moves ahead
+    to that share of its steps, so it still ends (warm-up, peak, annealed to its lowest rate)
+    when the limit stops the run, on a slow machine as on a fast one. A run that fits in its
+    limit steps exactly as without one."""
+    total = getattr(scheduler, "total_steps", None)
+    target = scheduler.last_epoch + 1
+    if total is not None:
+        if spent is not None:
+            target = max(target, int(spent * total))
+        target = min(target, total)  # past its end, a one-cycle schedule raises
+    scheduler.last_epoch = target - 1  # `last_epoch` is the step count; step() adds one
+    scheduler.step()
+
+
 def build_scheduler(optimizer: torch.optim.Optimizer, config, steps_per_epoch: int):
     """(scheduler, when): when is 'batch', 'epoch' or 'metric' (ReduceLROnPlateau)."""
     return choose(SCHEDULERS, config.scheduler, "scheduler")(optimizer, config, steps_per_epoch)

@@ -81,7 +81,8 @@ class TrainConfig:
     channels_last: bool = True  # memory format of model and batches (faster on CPU and GPU)
     compile: bool = False  # torch.compile the model for training (worth it on GPUs, long runs)
     record_samples: bool = False  # write RUN/samples/rank{r}.txt: faces each rank trained on
-    time_limit: str = ""  # e.g. "30m", "2h", "90s": stop when spent, keep best checkpoint
+    time_limit: str = ""  # e.g. "30m", "2h", "90s": stop when spent (per invocation), keep best checkpoint;
+    # a one-cycle schedule that would not fit follows the clock and ends at the limit (models/optim.step_schedule)
     threads: int = 0  # torch CPU threads for the training process; 0 leaves the default
     flip_tta: bool = False  # validate with flip test-time augmentation
     val_every: int = 1  # epochs between validations

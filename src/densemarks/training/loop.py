@@ -26,7 +26,7 @@ from densemarks.core.fileio import run_lock
 from densemarks.data.augment import normalize_batch
 from densemarks.data.csvio import write_landmarks
 from densemarks.data.loader import close_workers
-from densemarks.models.optim import set_trainable
+from densemarks.models.optim import set_trainable, step_schedule
 from densemarks.recipes.config import TrainConfig, parse_duration
 from densemarks.training.distill import split_points
 from densemarks.training.log import Logger
@@ -90,8 +90,11 @@ def _train(run: TrainingRun, config: TrainConfig, out: Path, ctx: distributed.Co
                 torch.nn.utils.clip_grad_norm_(run.model.parameters(), config.grad_clip)
             scaler.step(run.optimizer)
             scaler.update()
+            # The share of the time limit spent (the largest over the ranks: they all agree).
+            spent = None if time_budget is None else \
+                distributed.max_over_ranks(ctx, (time.monotonic() - started) / time_budget)
             if run.scheduler is not None and run.schedule_when == "batch":
-                run.scheduler.step()
+                step_schedule(run.scheduler, spent)
             if run.ema is not None:
                 run.ema.update_parameters(run.model)
             losses.append(loss.item())
@@ -99,7 +102,7 @@ def _train(run: TrainingRun, config: TrainConfig, out: Path, ctx: distributed.Co
                 raise diverged(run, out, f"the training loss is {losses[-1]} at epoch {epoch + 1}, step {len(losses)}")
             seen += len(images)
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
-            if time_budget is not None and distributed.any_rank(ctx, time.monotonic() - started > time_budget):
+            if spent is not None and spent > 1:
                 stopped_by_time = True
                 break
         train_seconds = time.monotonic() - epoch_start

@@ -37,13 +37,17 @@ from gpu_train import measure_training
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def cli(*args, torchrun: int = 0, timeout: int = 600) -> float:
-    """Run `densemarks ARGS` (under torchrun with that many processes); seconds it took."""
+def command(args, torchrun: int) -> list[str]:
+    """`densemarks ARGS` in this Python, under torchrun with that many processes (0: alone)."""
     prefix = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(torchrun)] \
         if torchrun else [sys.executable]
+    return [*prefix, "-m", "densemarks", *map(str, args)]
+
+
+def cli(*args, torchrun: int = 0, timeout: int = 600) -> float:
+    """Run `densemarks ARGS`; seconds it took."""
     start = time.perf_counter()
-    result = subprocess.run([*prefix, "-m", "densemarks", *map(str, args)], capture_output=True, text=True,
-                            timeout=timeout, cwd=ROOT)
+    result = subprocess.run(command(args, torchrun), capture_output=True, text=True, timeout=timeout, cwd=ROOT)
     if result.returncode != 0:
         raise SystemExit(f"densemarks {' '.join(map(str, args))} failed:\n{result.stderr[-3000:]}")
     return time.perf_counter() - start
@@ -53,10 +57,8 @@ def stamped_cli(*args, torchrun: int, log: Path, timeout: int = 600) -> tuple[fl
     """`cli` with every line (tqdm's carriage-return updates too) of the output time-stamped into
     LOG; returns the seconds and where they went: start (until the first progress bar), the
     training steps, validation, and the end (after the last bar)."""
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(torchrun),
-               "-m", "densemarks", *map(str, args)]
     start = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT,
+    process = subprocess.Popen(command(args, torchrun), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT,
                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
     stamps, pending = [], b""
     while chunk := process.stdout.read1(65536):

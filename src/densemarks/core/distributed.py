@@ -80,7 +80,7 @@ def max_over_ranks(ctx: Context, value: float) -> float:
 
 
 def any_rank(ctx: Context, flag: bool) -> bool:
-    """True on every rank when it is true on one (e.g. the time limit ran out somewhere)."""
+    """True on every rank when it is true on one (e.g. the loss left the finite on one rank)."""
     if not ctx.distributed:
         return flag
     tensor = torch.tensor([int(flag)], device=_collective_device(ctx))

@@ -209,24 +209,25 @@ def test_training_stops_its_loader_workers_before_returning(tiny, tmp_path):
     with 8 workers took 42 s to exit on the H200."""
     import multiprocessing
 
-    from densemarks.recipes import config as cfg
-    from densemarks.training.loop import train
-
-    overrides = [o for o in TINY if o != "workers=0"] + ["workers=2", "epochs=1"]
-    config = cfg.apply_overrides(cfg.load_recipe("fast-cpu"), cfg.parse_overrides(overrides), "test")
     before = set(multiprocessing.active_children())
-    train(tiny, config, tmp_path / "run", quiet=True)
+    _train_here(tiny, tmp_path / "run", [o for o in TINY if o != "workers=0"] + ["workers=2", "epochs=1"])
     assert set(multiprocessing.active_children()) - before == set()
 
 
 def test_a_time_limited_one_cycle_run_still_ends_its_schedule(tiny, tmp_path):
     """500 epochs cannot fit in 4 seconds: the one-cycle schedule follows the clock, so the run
     stops at the limit with its learning rate annealed, not still warming up."""
+    result = _train_here(tiny, tmp_path / "run", TINY + ["epochs=500", "scheduler=onecycle", "time_limit=4s",
+                                                         "lr=1e-3", "backbone_lr_scale=1"])
+    assert result.stopped_by_time and result.epochs_run < 500
+    assert result.history[-1]["lr"] < 1e-3 / 1000  # the one-cycle end: max / 25 / 1e4
+
+
+def _train_here(data: Path, out: Path, overrides: list[str]):
+    """fast-cpu with these overrides, trained in this process (its worker processes and its
+    schedule are what the caller looks at)."""
     from densemarks.recipes import config as cfg
     from densemarks.training.loop import train
 
-    config = cfg.apply_overrides(cfg.load_recipe("fast-cpu"), cfg.parse_overrides(
-        TINY + ["epochs=500", "scheduler=onecycle", "time_limit=4s", "lr=1e-3", "backbone_lr_scale=1"]), "test")
-    result = train(tiny, config, tmp_path / "run", quiet=True)
-    assert result.stopped_by_time and result.epochs_run < 500
-    assert result.history[-1]["lr"] < 1e-3 / 1000  # the one-cycle end: max / 25 / 1e4
+    config = cfg.apply_overrides(cfg.load_recipe("fast-cpu"), cfg.parse_overrides(overrides), "test")
+    return train(data, config, out, quiet=True)

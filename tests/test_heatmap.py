@@ -84,3 +84,21 @@ def test_heatmap_model_from_torchvision_and_timm(name):
 def test_heatmap_codec_rejects_size_not_multiple_of_stride():
     with pytest.raises(ValueError, match="multiple"):
         HeatmapCodec(130, 128)
+
+
+def test_a_narrow_finest_level_and_features_before_the_head_conv():
+    """decoder_fine_channels narrows the stride-4 level (a 1x1 conv brings the coarser result
+    down to it); feature_head_conv=false takes MobileNetV2's stride-32 features from its last
+    block (320 channels), leaving out the 1x1 conv to 1280 that only feeds the classifier."""
+    head = HeatmapHead((96, 64), decoder_channels=16, fine_channels=8, head_conv=False)
+    model = head.network("mobilenet_v2", 11, weights="none").eval()
+    with torch.no_grad():
+        maps = model(torch.zeros(2, 3, 96, 64))
+        features = model.backbone(torch.zeros(1, 3, 96, 64))
+    assert maps.shape == (2, 11, 24, 16)
+    assert [f.shape[1] for f in features] == [24, 32, 96, 320]
+    assert model.decoder.out.in_channels == 8 and model.decoder.smooth[0][0].in_channels == 8
+    # The defaults build the decoder checkpoints already hold: no new parameters.
+    default = HeatmapHead((96, 64)).network("mobilenet_v2", 11, weights="none")
+    assert not any(k.startswith("decoder.narrow") for k in default.state_dict())
+    assert default.backbone(torch.zeros(1, 3, 96, 64))[-1].shape[1] == 1280

@@ -33,6 +33,22 @@ def test_timm_model_by_name():
         assert model(torch.zeros(1, 3, 64, 64)).shape == (1, 5, 2)
 
 
+@pytest.mark.parametrize("name, expected", [("mobilenet_v2", "features.17"), ("mobilenet_v3_small", "features.11"),
+                                            ("efficientnet_b0", "features.7"), ("resnet18", "layer4")])
+def test_stride_32_features_before_a_closing_head_conv(name, expected):
+    """head_conv=False leaves out a last 1x1 conv block at stride 32 (the classifier's widening);
+    a backbone without one (ResNet) keeps its last module."""
+    import torchvision
+
+    from densemarks.models.backbones import _last_module_per_stride
+
+    model = torchvision.models.get_model(name)
+    with_conv, without = _last_module_per_stride(model), _last_module_per_stride(model, head_conv=False)
+    assert without[32] == expected
+    assert {s: without[s] for s in (4, 8, 16)} == {s: with_conv[s] for s in (4, 8, 16)}
+    assert (with_conv[32] == without[32]) == (name == "resnet18")
+
+
 def test_unknown_model_suggests():
     with pytest.raises(ModelError, match="did you mean 'resnet50'"):
         create_model("resnt50", 5, weights="none")

@@ -137,10 +137,14 @@ def backbone_stages(model: nn.Module, count: int = 5, has_head: bool = True) -> 
 FEATURE_STRIDES = (4, 8, 16, 32)
 
 
-def create_feature_backbone(name: str, weights: str = "default") -> tuple[nn.Module, list[int]]:
+def create_feature_backbone(name: str, weights: str = "default", head_conv: bool = True) -> tuple[nn.Module, list[int]]:
     """A backbone returning its feature maps at strides 4, 8, 16 and 32 (a list), and their
     channel counts. timm models through `features_only`; torchvision models through
-    `create_feature_extractor` at the last module of each stride (found by one dry run)."""
+    `create_feature_extractor` at the last module of each stride (found by one dry run).
+
+    head_conv=False: a torchvision model's stride-32 features are taken before a last 1x1
+    convolution block that only widens them for the classifier (MobileNetV2's 320 -> 1280
+    channels; a ResNet has none). timm's `features_only` always stops there."""
     if name not in torchvision_names():
         import timm  # heavy (about a second); only timm model names need it
 
@@ -158,24 +162,25 @@ def create_feature_backbone(name: str, weights: str = "default") -> tuple[nn.Mod
                              f"(HF_HOME) with them, or train with weights=none") from None
         return model, list(model.feature_info.channels())
     model = torchvision.models.get_model(name, weights=_torchvision_weights(name, weights))
-    nodes = _last_module_per_stride(model)
+    nodes = _last_module_per_stride(model, head_conv=head_conv)
     extractor = create_feature_extractor(model, return_nodes={n: str(i) for i, n in enumerate(nodes.values())})
     return _AsList(extractor), _channels(extractor)
 
 
-def _last_module_per_stride(model: nn.Module, size: int = 128) -> dict[int, str]:
-    """Name of the last module (two levels deep at most) whose output has each stride."""
-    found: dict[int, str] = {}
+def _last_module_per_stride(model: nn.Module, size: int = 128, head_conv: bool = True) -> dict[int, str]:
+    """Name of the last module (two levels deep at most) whose output has each stride; with
+    head_conv=False, the stride-32 one is the last before a closing 1x1 convolution block."""
+    calls: list[tuple[int, str, nn.Module]] = []  # in the order the hooks run: children before parents
     hooks = []
     for module_name, module in model.named_modules():
         if not module_name or module_name.count(".") > 1:
             continue
 
-        def hook(_, __, output, module_name=module_name):
+        def hook(module, __, output, module_name=module_name):
             if isinstance(output, torch.Tensor) and output.dim() == 4 and output.shape[-1] > 0:
                 stride = size // output.shape[-1]
                 if stride in FEATURE_STRIDES and size % output.shape[-1] == 0:
-                    found[stride] = module_name
+                    calls.append((stride, module_name, module))
         hooks.append(module.register_forward_hook(hook))
     try:
         with torch.no_grad():
@@ -183,12 +188,33 @@ def _last_module_per_stride(model: nn.Module, size: int = 128) -> dict[int, str]
     finally:
         for h in hooks:
             h.remove()
+    # The last call per stride: a parent runs its hook after its children, so this keeps each
+    # stride's outermost last module.
+    found = {stride: name for stride, name, _ in calls}
     missing = [s for s in FEATURE_STRIDES if s not in found]
     if missing:
         raise ModelError(f"{type(model).__name__} has no feature maps at strides {missing}; "
                          "a heatmap head needs strides 4, 8, 16 and 32")
-    # A parent module runs its hook after its children: keep each stride's outermost last module.
+    if not head_conv:
+        found[32] = _before_head_conv([(name, module) for stride, name, module in calls if stride == 32])
     return {s: found[s] for s in FEATURE_STRIDES}
+
+
+def _before_head_conv(calls: list[tuple[str, nn.Module]]) -> str:
+    """Of the stride-32 modules in hook order, the one that ran just before a final 1x1
+    convolution block (the modules after that block being only its parents); the last one when
+    there is no such block."""
+    for i in range(len(calls) - 1, 0, -1):
+        name, module = calls[i]
+        if _is_pointwise_block(module) and all(name.startswith(f"{later}.") for later, _ in calls[i + 1:]):
+            return calls[i - 1][0]
+    return calls[-1][0]
+
+
+def _is_pointwise_block(module: nn.Module) -> bool:
+    """A 1x1 convolution, alone or as the only convolution of a block (conv, norm, activation)."""
+    convs = [m for m in module.modules() if isinstance(m, nn.Conv2d)]
+    return len(convs) == 1 and convs[0].kernel_size == (1, 1)
 
 
 class _AsList(nn.Module):

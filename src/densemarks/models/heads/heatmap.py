@@ -126,15 +126,22 @@ class UNetDecoder(nn.Module):
     """Top-down path over features of strides 4, 8, 16, 32 (coarsest last): each level is
     projected to `channels`, the coarser result upsampled and added, then a 3x3 conv; a 1x1
     conv gives K maps at the finest (1/4) level. Thin on purpose: with K = 971 the last layer
-    dominates, so the decoder stays a fraction of the backbone's cost."""
+    dominates, so the decoder stays a fraction of the backbone's cost.
 
-    def __init__(self, in_channels: list[int], channels: int, num_points: int):
+    fine_channels (0: `channels`): the finest level's width. Its 3x3 conv at 1/4 of the input
+    is the decoder's costliest layer; a narrower level gets the coarser result through a 1x1
+    conv before the upsampling."""
+
+    def __init__(self, in_channels: list[int], channels: int, num_points: int, fine_channels: int = 0):
         super().__init__()
-        self.lateral = nn.ModuleList(nn.Conv2d(c, channels, 1) for c in in_channels)
+        widths = [fine_channels or channels] + [channels] * (len(in_channels) - 1)
+        self.lateral = nn.ModuleList(nn.Conv2d(c, w, 1) for c, w in zip(in_channels, widths))
+        self.narrow = nn.ModuleList(nn.Conv2d(coarse, fine, 1) if coarse != fine else nn.Identity()
+                                    for fine, coarse in zip(widths, widths[1:]))
         self.smooth = nn.ModuleList(
-            nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels),
-                          nn.ReLU(inplace=True)) for _ in in_channels[:-1])
-        self.out = nn.Conv2d(channels, num_points, 1)
+            nn.Sequential(nn.Conv2d(w, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True))
+            for w in widths[:-1])
+        self.out = nn.Conv2d(widths[0], num_points, 1)
 
     def forward(self, features: list[torch.Tensor], points: torch.Tensor | None = None) -> torch.Tensor:
         """Maps of all K points, or (points: indices (S,)) of those points only: the last
@@ -142,7 +149,8 @@ class UNetDecoder(nn.Module):
         x = self.lateral[-1](features[-1])
         for i in range(len(features) - 2, -1, -1):
             lateral = self.lateral[i](features[i])
-            x = F.interpolate(x, size=lateral.shape[-2:], mode="bilinear", align_corners=False) + lateral
+            x = F.interpolate(self.narrow[i](x), size=lateral.shape[-2:], mode="bilinear", align_corners=False)
+            x = x + lateral
             x = self.smooth[i](x)
         if points is None:
             return self.out(x)
@@ -152,10 +160,11 @@ class UNetDecoder(nn.Module):
 class LandmarkHeatmapModel(nn.Module):
     """Backbone features -> decoder -> maps (B, K, H/4, W/4)."""
 
-    def __init__(self, features: nn.Module, channels: list[int], num_points: int, decoder_channels: int = 64):
+    def __init__(self, features: nn.Module, channels: list[int], num_points: int, decoder_channels: int = 64,
+                 fine_channels: int = 0):
         super().__init__()
         self.backbone = features  # returns a list of feature maps, strides 4, 8, 16, 32
-        self.decoder = UNetDecoder(channels, decoder_channels, num_points)
+        self.decoder = UNetDecoder(channels, decoder_channels, num_points, fine_channels)
         self.num_points = num_points
 
     def forward(self, images: torch.Tensor, points: torch.Tensor | None = None) -> torch.Tensor:
@@ -176,7 +185,8 @@ HEATMAP_LOSSES = {"maps": (True, False), "coords": (False, True), "both": (True,
 
 class HeatmapHead:
     def __init__(self, size: tuple[int, int], sigma: float = 1.5, loss: str = "both", coord_weight: float = 0.1,
-                 decode: str = "argmax", points_per_step: int = 64, decoder_channels: int = 64):
+                 decode: str = "argmax", points_per_step: int = 64, decoder_channels: int = 64,
+                 fine_channels: int = 0, head_conv: bool = True):
         h, w = size
         if h % 4 or w % 4:
             raise DataError(None, f"head=heatmap needs augment.size divisible by 4 (maps at 1/4), got {h}x{w}")
@@ -187,15 +197,18 @@ class HeatmapHead:
         self.method = decode
         self.points_per_step = points_per_step
         self.decoder_channels = decoder_channels
+        self.fine_channels = fine_channels
+        self.head_conv = head_conv
 
     @classmethod
     def from_config(cls, config) -> "HeatmapHead":
         return cls(config.augment.size, config.heatmap_sigma, config.heatmap_loss, config.coord_weight,
-                   config.heatmap_decode, config.heatmap_points_per_step, config.decoder_channels)
+                   config.heatmap_decode, config.heatmap_points_per_step, config.decoder_channels,
+                   config.decoder_fine_channels, config.feature_head_conv)
 
     def network(self, backbone: str, num_points: int, weights: str) -> LandmarkHeatmapModel:
-        features, channels = create_feature_backbone(backbone, weights)
-        return LandmarkHeatmapModel(features, channels, num_points, self.decoder_channels)
+        features, channels = create_feature_backbone(backbone, weights, self.head_conv)
+        return LandmarkHeatmapModel(features, channels, num_points, self.decoder_channels, self.fine_channels)
 
     def encode(self, points: torch.Tensor) -> torch.Tensor:
         return self.codec.encode(points)

@@ -221,7 +221,8 @@ class LandmarkSimCCModel(nn.Module):
 
 class SimCCHead:
     def __init__(self, size: tuple[int, int], split: float = 2.0, sigma: float = 2.0, hidden: int = 128,
-                 decode: str = "argmax", coord_weight: float = 0.0, decoder_channels: int = 64):
+                 decode: str = "argmax", coord_weight: float = 0.0, decoder_channels: int = 64,
+                 head_conv: bool = True):
         h, w = size
         self.size = (h, w)
         self.codec = SimCCCodec(h, w, split, sigma)
@@ -230,14 +231,15 @@ class SimCCHead:
         self.hidden = hidden
         self.coord_weight = coord_weight
         self.decoder_channels = decoder_channels
+        self.head_conv = head_conv
 
     @classmethod
     def from_config(cls, config) -> "SimCCHead":
         return cls(config.augment.size, config.simcc_split, config.simcc_sigma, config.simcc_hidden,
-                   config.simcc_decode, config.simcc_coord_weight, config.decoder_channels)
+                   config.simcc_decode, config.simcc_coord_weight, config.decoder_channels, config.feature_head_conv)
 
     def network(self, backbone: str, num_points: int, weights: str) -> LandmarkSimCCModel:
-        features, channels = create_feature_backbone(backbone, weights)
+        features, channels = create_feature_backbone(backbone, weights, self.head_conv)
         return LandmarkSimCCModel(features, channels, num_points, self.size, self.decoder_channels, self.hidden,
                                   sum(self.codec.bins))
 

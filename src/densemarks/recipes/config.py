@@ -42,7 +42,9 @@ class TrainConfig:
     heatmap_decode: str = "argmax"  # heatmap: map decoding (heads.heatmap.DECODERS)
     decoder_channels: int = 64  # heatmap: width of the U-Net decoder; simcc: of the feature fusion
     decoder_fine_channels: int = 0  # heatmap: width of the decoder's finest (stride-4) level; 0: decoder_channels
-    feature_head_conv: bool = True  # heatmap, simcc: stride-32 features after a torchvision backbone's closing 1x1 conv (MobileNetV2: 1280 channels) or before it
+    # heatmap, simcc: stride-32 features after a torchvision backbone's closing 1x1 conv (true;
+    # MobileNetV2: 1280 channels) or before it (false: 320)
+    feature_head_conv: bool = True
     heatmap_points_per_step: int = 64  # heatmap: points whose maps each training step computes (0 = all)
     simcc_split: float = 2.0  # simcc: bins per input pixel
     simcc_sigma: float = 2.0  # simcc: the labels' Gaussian sigma, in input pixels
@@ -154,7 +156,8 @@ RANGES: dict[str, tuple] = {
     "frozen_stages": _AT_LEAST_0, "backbone_lr_scale": _AT_LEAST_0, "stage_lr_decay": _POSITIVE,
     "grad_clip": _AT_LEAST_0, "val_every": _AT_LEAST_1, "ema": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "teacher_weight": _FRACTION,
-    "heatmap_sigma": _POSITIVE, "coord_weight": _AT_LEAST_0, "decoder_channels": _AT_LEAST_1, "decoder_fine_channels": _AT_LEAST_0,
+    "heatmap_sigma": _POSITIVE, "coord_weight": _AT_LEAST_0, "decoder_channels": _AT_LEAST_1,
+    "decoder_fine_channels": _AT_LEAST_0,
     "heatmap_points_per_step": _AT_LEAST_0, "simcc_split": (lambda v: 0.25 <= v <= 8, "from 0.25 to 8"),
     "simcc_sigma": _POSITIVE, "simcc_hidden": _AT_LEAST_0, "simcc_coord_weight": _AT_LEAST_0, "regression_channels": _AT_LEAST_1,
     "augment.size": (lambda v: all(16 <= s <= 4096 for s in v), "two sizes from 16 to 4096 pixels"),

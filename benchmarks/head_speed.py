@@ -35,6 +35,7 @@ def measure(args) -> dict:
     from densemarks.data.dataset import LandmarkDataset, open_training_data
     from densemarks.models.heads import make_head
     from densemarks.core.distributed import setup
+    from densemarks.core.memory import keep_freed_memory
     from densemarks.data.loader import make_loader
     from densemarks.models.heads import create_model
     from densemarks.models.optim import build_optimizer
@@ -44,6 +45,8 @@ def measure(args) -> dict:
         "head": args.head, "model": args.model, "weights": "none", "batch_size": args.batch,
         "augment.size": [args.size, args.size], "augment.crop": "stretch",
         "heatmap_points_per_step": args.points_per_step, **dict(pair.split("=", 1) for pair in args.set)}, "benchmark")
+    if config.keep_freed_memory:  # as training does (core/memory.py)
+        keep_freed_memory()
     data = open_training_data(Path(args.data) / "train")
     dataset = LandmarkDataset(data.images_dir, data.table.file_names, data.table.points,
                               LandmarkTransform(config.augment, data.scheme.flip_index, train=True))

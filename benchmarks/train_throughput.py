@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from densemarks.core.memory import keep_freed_memory
 from densemarks.recipes import config as cfg
 from densemarks.data.augment import LandmarkTransform, normalize_batch
 from densemarks.data.dataset import LandmarkDataset
@@ -41,6 +42,8 @@ def main() -> None:
     config = cfg.apply_overrides(cfg.load_recipe(args.recipe), cfg.parse_overrides(args.overrides), "command line")
     if config.threads:
         torch.set_num_threads(config.threads)
+    if config.keep_freed_memory:  # as the training run below will (core/memory.py)
+        keep_freed_memory()
     data = open_training_data(args.data)
     dataset = LandmarkDataset(data.images_dir, data.table.file_names, data.table.points,
                               LandmarkTransform(config.augment, data.scheme.flip_index, train=True), config.seed)

@@ -28,7 +28,7 @@ BAD_VALUES = [
     ("augment.size", [0, 0], "two sizes from 16"), ("augment.size", [True, 3], "list of 2 integers"),
     ("augment.rotate_deg", -5, "in [0, 180]"), ("time_limit", "-5m", "duration > 0"), ("folds", 1, "0 (off) or >= 2"),
     ("model", None, "expected text"), ("decoder_fine_channels", -8, "allowed >= 0"),
-    ("feature_head_conv", "maybe", "expected true or false"),
+    ("feature_head_conv", "maybe", "expected true or false"), ("keep_freed_memory", "sometimes", "expected true or false"),
 ]
 
 

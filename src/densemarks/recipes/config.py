@@ -88,6 +88,7 @@ class TrainConfig:
     time_limit: str = ""  # e.g. "30m", "2h", "90s": stop when spent (per invocation), keep best checkpoint;
     # a one-cycle schedule that would not fit follows the clock and ends at the limit (models/optim.step_schedule)
     threads: int = 0  # torch CPU threads for the training process; 0 leaves the default
+    keep_freed_memory: bool = True  # glibc keeps freed blocks for the next step: faster on CPU, more memory (core/memory.py)
     flip_tta: bool = False  # validate with flip test-time augmentation
     val_every: int = 1  # epochs between validations
     teacher: str = ""  # distillation (training.distill): teacher checkpoint(s), comma-separated; "": off

@@ -20,6 +20,7 @@ from densemarks.analysis.metrics import Metrics, evaluate_points
 from densemarks.core import distributed
 from densemarks.core.distributed import Context
 from densemarks.core.errors import DataError
+from densemarks.core.memory import keep_freed_memory
 from densemarks.core.registry import choose
 from densemarks.data.augment import LandmarkTransform
 from densemarks.data.dataset import (LandmarkDataset, TrainingData, fold_indices, frame_training_faces,
@@ -125,6 +126,8 @@ def prepare_run(data_dir: str | Path, config: TrainConfig, out: Path, ctx: Conte
     torch.manual_seed(config.seed)
     if config.threads:
         torch.set_num_threads(config.threads)
+    if config.keep_freed_memory:
+        keep_freed_memory()
     data = open_training_data(data_dir)
     table, scheme = data.table, data.scheme
     train_rows, val_rows = validation_split(len(table), config)

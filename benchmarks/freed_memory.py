@@ -1,0 +1,77 @@
+"""Benchmark: training speed and peak memory with the freed memory kept for the next step
+(`keep_freed_memory=true`, the default; core/memory.py) and given back to the system (`false`,
+glibc's own behaviour), side by side.
+
+    python benchmarks/freed_memory.py --data ../shared/data/300w-afw-helen [--recipes fast-cpu,accurate-cpu]
+        [--epochs 3] [--repeats 2] [KEY=VALUE ...]
+
+Each run is `densemarks train` in its own process (the setting is for the whole process),
+the two settings alternating, `--repeats` rounds per recipe. Reported: the median images/s of
+epochs 2 on (log.csv), the process's peak RSS, and each round's speed ratio; the validation
+NME of both must be the same (the setting changes where memory comes from, not the numbers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+CHILD = """
+import json, resource, sys
+from densemarks.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit as exc:
+    if exc.code:
+        raise
+print(json.dumps({"peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
+"""
+
+
+def run(data: str, recipe: str, keep: bool, epochs: int, overrides: list[str], out: Path) -> dict:
+    args = ["train", "--data", data, "--out", str(out), "--recipe", recipe, f"epochs={epochs}",
+            f"keep_freed_memory={str(keep).lower()}", *overrides]
+    done = subprocess.run([sys.executable, "-c", CHILD, *args], capture_output=True, text=True, check=True)
+    with open(out / "log.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    return {"images_per_s": statistics.median(float(r["images_per_s"]) for r in rows[1:]),
+            "nme": float(rows[-1]["val_nme"]), **json.loads(done.stdout.strip().splitlines()[-1])}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--recipes", default="fast-cpu,accurate-cpu")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("overrides", nargs="*", help="recipe keys for every run, e.g. threads=2")
+    args = parser.parse_args()
+    print(f"epochs {args.epochs}, {args.repeats} alternating rounds" + "".join(f"; {o}" for o in args.overrides))
+    print("| recipe | kept: images/s | given back: images/s | ratio (per round) | peak RSS kept / given back (GB) | "
+          "last NME kept / given back |")
+    print("|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as tmp:
+        for recipe in args.recipes.split(","):
+            rounds = []
+            for r in range(args.repeats):
+                rounds.append({keep: run(args.data, recipe, keep, args.epochs, args.overrides,
+                                         Path(tmp) / f"{recipe}-{r}-{keep}") for keep in (False, True)})
+            ratios = [x[True]["images_per_s"] / x[False]["images_per_s"] for x in rounds]
+
+            def med(keep: bool, key: str) -> float:
+                return statistics.median(x[keep][key] for x in rounds)
+
+            print(f"| {recipe} | {med(True, 'images_per_s'):.1f} | {med(False, 'images_per_s'):.1f} | "
+                  f"{statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f}) | "
+                  f"{med(True, 'peak_rss') / 1e9:.2f} / {med(False, 'peak_rss') / 1e9:.2f} | "
+                  f"{med(True, 'nme'):.3f} / {med(False, 'nme'):.3f} |")
+
+
+if __name__ == "__main__":
+    main()

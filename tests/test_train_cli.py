@@ -47,6 +47,10 @@ def test_train_predict_submit_evaluate(trained68, faces68, tmp_path):
     run_cli("predict", "--checkpoint", run / "best.pt", "--data", test, "--out", tmp_path / "base.csv",
             "--mean-shape", faces68 / "train")
     assert (tmp_path / "grid.png").stat().st_size > 1000
+    # in a process of its own that gives freed memory back (glibc's default): the same predictions
+    run_cli("predict", "--checkpoint", run / "best.pt", "--data", test, "--out", tmp_path / "released.csv",
+            "--no-keep-freed-memory", isolated=True)
+    assert (tmp_path / "released.csv").read_bytes() == (tmp_path / "p.csv").read_bytes()
     predictions = read_landmarks(tmp_path / "p.csv", cache=False)
     assert predictions.num_points == 68 and len(predictions) == 24
     run_cli("submit", "--predictions", tmp_path / "p.csv", "--points", test / "test_points.csv",

@@ -35,6 +35,16 @@ def test_16_bit_grayscale_is_scaled_not_clipped(tmp_path):
     assert 120 < pixels[15, 20, 0] < 136  # mid-grey stays mid-grey
 
 
+def test_floating_point_grayscale_on_the_0_1_scale_is_scaled(tmp_path):
+    values = np.linspace(0, 1, 40 * 30, dtype=np.float32).reshape(30, 40)
+    path = tmp_path / "float.tif"
+    Image.fromarray(values, mode="F").save(path)
+    pixels = load_image(path).pixels
+    assert pixels[0, 0, 0] == 0 and pixels[-1, -1, 0] == 255 and 120 < pixels[15, 20, 0] < 136
+    Image.fromarray(values * 200, mode="F").save(path)  # the same on the 0-255 scale stays as it is
+    assert 190 < load_image(path).pixels[-1, -1, 0] < 210
+
+
 @pytest.mark.parametrize("orientation", [3, 6, 8])
 def test_exif_orientation_is_applied(tmp_path, orientation):
     upright = _gradient(40, 30)

@@ -200,9 +200,15 @@ def image_size(path) -> tuple[int, int]:
 
 def _to_rgb_array(im: Image.Image) -> np.ndarray:
     if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        # 16/32-bit grayscale: Pillow's convert("RGB") clips instead of scaling.
+        # 16/32-bit grayscale: Pillow's convert("RGB") clips instead of scaling. Floating-point
+        # pixels up to 1 are on the 0-1 scale (float TIFFs), not near-black 0-255 values.
         values = np.asarray(im, dtype=np.float32)
-        peak = 65535.0 if im.mode.startswith("I;16") or values.max() > 255 else 255.0
+        top = float(np.nanmax(values)) if values.size else 0.0
+        if im.mode.startswith("I;16") or top > 255:
+            peak = 65535.0
+        else:
+            peak = 1.0 if im.mode == "F" and top <= 1.0 else 255.0
+        values = np.nan_to_num(values, nan=0.0, posinf=peak, neginf=0.0)
         gray = np.clip(values * (255.0 / peak) + 0.5, 0, 255).astype(np.uint8)
         return np.repeat(gray[:, :, None], 3, axis=2)
     if im.mode != "RGB":

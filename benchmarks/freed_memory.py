@@ -19,31 +19,17 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import statistics
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-CHILD = """
-import json, resource, sys
-from densemarks.cli import main
-try:
-    main(sys.argv[1:])
-except SystemExit as exc:
-    if exc.code:
-        raise
-print(json.dumps({"peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
-"""
+from scale import CLI, run as run_process
 
 
 def command(args: list[str]) -> dict:
-    """`densemarks ARGS` in a fresh process: wall seconds and peak RSS."""
-    start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", CHILD, *args], capture_output=True, text=True, check=True)
-    return {"seconds": time.perf_counter() - start, **json.loads(done.stdout.strip().splitlines()[-1])}
+    """`densemarks ARGS` in a fresh process (scale.py's launcher): wall seconds and peak RSS in bytes."""
+    seconds, rss_gib, _ = run_process([CLI, *args])
+    return {"seconds": seconds, "peak_rss": rss_gib * 2 ** 30}
 
 
 def run(data: str, recipe: str, keep: bool, epochs: int, overrides: list[str], out: Path) -> dict:

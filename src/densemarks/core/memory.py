@@ -6,8 +6,8 @@ unmaps it when freed. A CPU training step allocates its activations and gradient
 at 128 px in batches of 32 many of them are over 32 MB, so every step pays the kernel's page
 faults and zeroing on each of them again. With mmap and trimming off, freed blocks stay in
 malloc's heap and later steps reuse them. The heap grows over the first steps (a freed block's
-pieces can be a little short of the next request) and then holds: fast-cpu's peak RSS is about
-15% higher, steady over 12 epochs. Transparent huge pages for torch's large blocks
+pieces can be a little short of the next request) and then holds: fast-cpu's peak RSS is 8%
+higher over 3 epochs, 13% over 12. Transparent huge pages for torch's large blocks
 (THP_MEM_ALLOC_ENABLE) were tried instead: no faster in training. Speeds side by side:
 BENCHMARKS.md (training loop); the numbers trained are the same either way. `predict`, whose
 batches allocate the same way, does it too (1.46x the whole command, the same predictions)."""

@@ -29,6 +29,7 @@ BAD_VALUES = [
     ("augment.rotate_deg", -5, "in [0, 180]"), ("time_limit", "-5m", "duration > 0"), ("folds", 1, "0 (off) or >= 2"),
     ("model", None, "expected text"), ("decoder_fine_channels", -8, "allowed >= 0"),
     ("feature_head_conv", "maybe", "expected true or false"), ("keep_freed_memory", "sometimes", "expected true or false"),
+    ("simcc_axes", "both", "is not one of shared or separate"),
 ]
 
 
@@ -40,6 +41,14 @@ def test_bad_values_are_refused_from_a_recipe_file(tmp_path, key, value, words):
     with pytest.raises(DataError) as caught:
         load_recipe(str(tmp_path / "r.yaml"))
     assert words in str(caught.value) and "r.yaml" in str(caught.value)
+
+
+def test_separate_simcc_axes_need_an_even_hidden_layer():
+    with pytest.raises(DataError, match=r"simcc_hidden=63: simcc_axes=separate splits it between x and y"):
+        apply_overrides(load_recipe("fast-cpu"), {"head": "simcc", "simcc_axes": "separate", "simcc_hidden": 63}, "cli")
+    apply_overrides(load_recipe("fast-cpu"), {"head": "simcc", "simcc_axes": "separate", "simcc_hidden": 64}, "cli")
+    apply_overrides(load_recipe("fast-cpu"), {"head": "simcc", "simcc_axes": "shared", "simcc_hidden": 0}, "cli")
+    apply_overrides(load_recipe("fast-cpu"), {"simcc_hidden": 0}, "cli")  # another head: not its concern
 
 
 # (`model=null` on a command line is the text 'null': a model name, checked when the model is made)

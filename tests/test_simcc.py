@@ -11,7 +11,9 @@ import torch
 import torch.nn.functional as F
 
 from densemarks.models.heads.base import blend
-from densemarks.models.heads.simcc import SimCCCodec, SimCCHead, label_kl
+from densemarks.recipes.config import TrainConfig, from_dict, to_dict
+from densemarks.models.heads.simcc import (AXIS_LAYERS, AxisLinear, BinLabels, SimCCCodec, SimCCHead, fused_linear_kl,
+                                           label_kl)
 from densemarks.training.distill import PairedPoints, paired_flip_index, split_points
 
 # Input pixels of a 96 x 64 (height x width) input: interior, on and next to every border,
@@ -152,3 +154,72 @@ def test_a_second_backward_through_the_loss_fails_loudly():
     loss.backward(retain_graph=True)
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         loss.backward()
+
+
+@pytest.mark.parametrize("axes", ["shared", "separate"])
+@pytest.mark.parametrize("sizes", [(20, 20), (24, 16)])
+def test_the_fused_loss_equals_the_loss_of_the_logits_with_the_same_gradients(sizes, axes):
+    """fused_linear_kl (chunks of rows, gradients made in the forward) against the last layer
+    then label_kl: same value and gradients for the hidden features, the weight and the bias,
+    with centres outside the bins (no label mass) and a teacher's labels mixed in."""
+    torch.manual_seed(0)
+    layer = AXIS_LAYERS[axes](8, sizes)
+    hidden = torch.randn(3, 5, 8, requires_grad=True)
+    centre = torch.rand(3, 5, 2) * 24 - 2
+    centre[0, 0, 0] = -40.0  # covers no x bin
+    centre[1, 0, 1] = 50.0  # nor y bin: the mixture holds 0.7 of a label there
+    labels = BinLabels.of(centre, 1.5, sizes).mix(BinLabels.of(centre.flip(0), 1.5, sizes), 0.3)
+    expected = label_kl(layer(hidden), labels, sizes=sizes)
+    expected.backward()
+    grads = [t.grad.clone() for t in (hidden, layer.weight, layer.bias)]
+    for t in (hidden, layer.weight, layer.bias):
+        t.grad = None
+    got = fused_linear_kl(hidden, layer, labels, sizes, chunk_bytes=4 * sum(sizes) * 16)  # 1 chunk of 16 rows
+    (2 * got).backward()
+    torch.testing.assert_close(got, expected)
+    for t, g in zip((hidden, layer.weight, layer.bias), grads):
+        torch.testing.assert_close(t.grad, 2 * g)
+
+
+def test_mixed_labels_give_the_blend_of_the_two_losses():
+    """A teacher's labels mixed in at share w: (1 - w) x KL(labels) + w x KL(teacher)."""
+    torch.manual_seed(1)
+    logits = torch.randn(2, 4, 40)
+    a, b = torch.rand(2, 4, 2) * 20, torch.rand(2, 4, 2) * 20
+    mixed = label_kl(logits, BinLabels.of(a, 2.0, (20, 20)).mix(BinLabels.of(b, 2.0, (20, 20)), 0.25), sizes=(20, 20))
+    torch.testing.assert_close(mixed, 0.75 * label_kl(logits, a, 2.0, (20, 20)) + 0.25 * label_kl(logits, b, 2.0, (20, 20)))
+
+
+@pytest.mark.parametrize("axes", sorted(AXIS_LAYERS))
+def test_training_through_the_model_matches_the_logits_path(axes):
+    """SimCCHead.train_loss (the model computes the fused loss) equals loss(model(images)), and
+    with a teacher equals the blend of the two losses."""
+    torch.manual_seed(2)
+    head = SimCCHead((32, 32), hidden=16, decoder_channels=8, axes=axes)
+    model = head.network("mobilenet_v2", 5, "none").eval()
+    images, points, teacher = torch.randn(2, 3, 32, 32), torch.rand(2, 5, 2) * 31, torch.rand(2, 5, 2) * 31
+    torch.testing.assert_close(head.train_loss(model, images, points), head.loss(model(images), points))
+    torch.testing.assert_close(head.train_loss(model, images, points, teacher, 0.4),
+                               0.6 * head.loss(model(images), points) + 0.4 * head.loss(model(images), teacher))
+
+
+def test_separate_axes_read_their_own_half_of_the_hidden_features():
+    """simcc_axes=separate: the x bins change with the first half of the hidden features only,
+    the y bins with the second."""
+    torch.manual_seed(3)
+    layer = AxisLinear(8, (6, 10))
+    hidden = torch.randn(2, 8)
+    changed = hidden.clone()
+    changed[:, 4:] += 1.0
+    before, after = layer(hidden), layer(changed)
+    torch.testing.assert_close(after[:, :6], before[:, :6])
+    assert (after[:, 6:] - before[:, 6:]).abs().min() > 0
+    assert sum(p.numel() for p in layer.parameters()) == 16 * 4 + 16
+
+
+def test_checkpoints_from_before_simcc_axes_keep_their_shared_layer():
+    """A checkpoint's config without simcc_axes was trained with the layer reading all hidden
+    features: it loads as shared, while new configs default to separate."""
+    data = to_dict(TrainConfig(head="simcc"))
+    assert data.pop("simcc_axes") == "separate"
+    assert from_dict(data).simcc_axes == "shared"

@@ -25,7 +25,7 @@ from densemarks.data.store import FORMATS as STORE_FORMATS
 from densemarks.models.heads import HEADS
 from densemarks.models.heads.heatmap import DECODERS, HEATMAP_LOSSES
 from densemarks.models.heads.regression import POOLS as REGRESSION_POOLS
-from densemarks.models.heads.simcc import DECODERS as SIMCC_DECODERS
+from densemarks.models.heads.simcc import AXIS_LAYERS as SIMCC_AXES, DECODERS as SIMCC_DECODERS
 from densemarks.models.losses import LOSSES
 from densemarks.models.optim import MODES, OPTIMIZERS, SCHEDULERS
 
@@ -51,6 +51,7 @@ class TrainConfig:
     simcc_hidden: int = 128  # simcc: width of the MLP from a point's grid to its bins (0: none; 64: faster, less accurate)
     simcc_decode: str = "argmax"  # simcc: bin decoding (heads.simcc.DECODERS)
     simcc_coord_weight: float = 0.0  # simcc: weight of an L1 on the expected coordinates (input pixels)
+    simcc_axes: str = "separate"  # simcc: x bins from the first half of the hidden features, y from the second; "shared": from all
     regression_pool: str = "avg"  # regression: avg (the backbone's pooled features) | flatten (the whole stride-32 map)
     regression_channels: int = 64  # regression_pool=flatten: channels the map is reduced to before the Linear layer
     weights: str = "default"  # none | default | a torchvision weights name (IMAGENET1K_V1, ...)
@@ -180,6 +181,9 @@ def check_ranges(config: "TrainConfig", source: str) -> None:
             raise DataError(None, f"{source}: {key}={shown}: allowed {allowed}")
     if config.folds >= 2 and config.fold >= config.folds:
         raise DataError(None, f"{source}: fold={config.fold}: allowed 0 to folds - 1 = {config.folds - 1}")
+    if config.head == "simcc" and config.simcc_axes == "separate" and (config.simcc_hidden <= 0 or config.simcc_hidden % 2):
+        raise DataError(None, f"{source}: simcc_hidden={config.simcc_hidden}: simcc_axes=separate splits it between "
+                              "x and y, so it must be even and above 0 (or set simcc_axes=shared)")
     if config.time_limit:
         seconds = parse_duration(config.time_limit)
         if not seconds or seconds <= 0 or not math.isfinite(seconds):
@@ -190,7 +194,7 @@ def check_ranges(config: "TrainConfig", source: str) -> None:
 CHOICES: dict[str, Collection[str]] = {
     "head": HEADS, "loss": LOSSES, "optimizer": OPTIMIZERS, "scheduler": SCHEDULERS, "mode": MODES,
     "sampler": SAMPLERS, "store_format": STORE_FORMATS, "heatmap_loss": HEATMAP_LOSSES,
-    "heatmap_decode": DECODERS, "simcc_decode": SIMCC_DECODERS, "augment.crop": CROP_MODES,
+    "heatmap_decode": DECODERS, "simcc_decode": SIMCC_DECODERS, "simcc_axes": SIMCC_AXES, "augment.crop": CROP_MODES,
     "regression_pool": REGRESSION_POOLS,
 }
 
@@ -313,6 +317,7 @@ def to_dict(config: TrainConfig) -> dict:
 
 def from_dict(data: dict) -> TrainConfig:
     data = dict(data)
+    data.setdefault("simcc_axes", "shared")  # checkpoints from before the option: their last layer read all features
     augment = AugmentConfig(**{**data.pop("augment", {})})
     known = _fields(TrainConfig)
     return TrainConfig(augment=augment, **{k: v for k, v in data.items() if k in known})

@@ -25,7 +25,7 @@ from densemarks.data.store import FORMATS as STORE_FORMATS
 from densemarks.models.heads import HEADS
 from densemarks.models.heads.heatmap import DECODERS, HEATMAP_LOSSES
 from densemarks.models.heads.regression import POOLS as REGRESSION_POOLS
-from densemarks.models.heads.simcc import AXIS_LAYERS as SIMCC_AXES, DECODERS as SIMCC_DECODERS
+from densemarks.models.heads.simcc import AXIS_LAYERS as SIMCC_AXES, DECODERS as SIMCC_DECODERS, axes_problem
 from densemarks.models.losses import LOSSES
 from densemarks.models.optim import MODES, OPTIMIZERS, SCHEDULERS
 
@@ -181,9 +181,8 @@ def check_ranges(config: "TrainConfig", source: str) -> None:
             raise DataError(None, f"{source}: {key}={shown}: allowed {allowed}")
     if config.folds >= 2 and config.fold >= config.folds:
         raise DataError(None, f"{source}: fold={config.fold}: allowed 0 to folds - 1 = {config.folds - 1}")
-    if config.head == "simcc" and config.simcc_axes == "separate" and (config.simcc_hidden <= 0 or config.simcc_hidden % 2):
-        raise DataError(None, f"{source}: simcc_hidden={config.simcc_hidden}: simcc_axes=separate splits it between "
-                              "x and y, so it must be even and above 0 (or set simcc_axes=shared)")
+    if config.head == "simcc" and (problem := axes_problem(config.simcc_axes, config.simcc_hidden)):
+        raise DataError(None, f"{source}: {problem}")
     if config.time_limit:
         seconds = parse_duration(config.time_limit)
         if not seconds or seconds <= 0 or not math.isfinite(seconds):

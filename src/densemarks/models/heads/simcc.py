@@ -186,17 +186,16 @@ class _BinKL(torch.autograd.Function):
         logp, index, weight = ctx.saved_tensors
         g = logp.exp_()  # in place: one tensor of B x K x bins less to allocate (and fault in) per step;
         # a second backward through this graph fails on the saved tensor's version, not silently
-        _softmax_minus_labels(g, index, weight, ctx.sizes, only_if_needed=True)
+        _softmax_minus_labels(g, index, weight, ctx.sizes)
         return g.mul_(grad / ctx.count), None, None, None, None
 
 
-def _softmax_minus_labels(g: torch.Tensor, index: torch.Tensor, weight: torch.Tensor, sizes: tuple[int, ...],
-                          only_if_needed: bool = False) -> None:
+def _softmax_minus_labels(g: torch.Tensor, index: torch.Tensor, weight: torch.Tensor, sizes: tuple[int, ...]) -> None:
     """g (..., N): the softmax, turned in place into the KL's gradient: each axis's part times
     the axis's label mass (1, 0 where nothing is covered, between for mixed labels), minus the
     labels scattered to their bins (index, weight (..., A x S))."""
     mass = weight.unflatten(-1, (len(sizes), -1)).sum(-1)  # (..., A)
-    if not only_if_needed or bool(((mass - 1).abs() > 1e-6).any()):
+    if bool(((mass - 1).abs() > 1e-6).any()):  # most often every mass is 1: g is left as it is
         for part, m in zip(g.split(sizes, -1), mass.unbind(-1)):
             part.mul_(m.unsqueeze(-1))
     g.scatter_add_(-1, index, -weight)
@@ -205,9 +204,9 @@ def _softmax_minus_labels(g: torch.Tensor, index: torch.Tensor, weight: torch.Te
 def fused_linear_kl(hidden: torch.Tensor, layer: nn.Module, labels: BinLabels, sizes: tuple[int, ...],
                     chunk_bytes: int | None = None) -> torch.Tensor:
     """label_kl(layer(hidden), labels) without the logits: `hidden` (B, K, H) goes through the
-    last layer (an nn.Linear or an `AxisLinear`, H -> N bins) and the loss a chunk of rows at a
-    time, each chunk's gradient computed at once and folded into the gradients of `hidden` and
-    of the layer's weight and bias (the "fused linear cross-entropy" of large-vocabulary
+    last layer (an nn.Linear with a bias, or an `AxisLinear`; H -> N bins) and the loss a chunk
+    of rows at a time, each chunk's gradient computed at once and folded into the gradients of
+    `hidden` and of the layer's weight and bias (the "fused linear cross-entropy" of large-vocabulary
     language models). Same value and gradients as the logits' path (to rounding).
 
     At K = 971 a batch of 32 has 31,072 rows of 896 bins: the logits, their log-softmax and
@@ -233,7 +232,7 @@ class _FusedLinearKL(torch.autograd.Function):
         with torch.autocast(hidden.device.type, enabled=False):
             h = hidden.reshape(-1, hidden.shape[-1]).float()
             w = weight.float()
-            b = torch.zeros(w.shape[0], device=w.device) if bias is None else bias.float()
+            b = bias.float()
             index, label = index.flatten(-2).reshape(h.shape[0], -1), label.flatten(-2).reshape(h.shape[0], -1)
             grad_h, grad_w, grad_b = torch.empty_like(h), torch.zeros_like(w), torch.zeros_like(b)
             total = -entropy.float().sum()
@@ -249,17 +248,15 @@ class _FusedLinearKL(torch.autograd.Function):
                     grad_w[out].addmm_(g[:, out].t(), h[part, into])
                 grad_b.add_(g.sum(0))
         count = max(1, h.shape[0])
-        ctx.save_for_backward(grad_h.view(hidden.shape).to(hidden.dtype), grad_w.to(weight.dtype),
-                              grad_b if bias is None else grad_b.to(bias.dtype))
-        ctx.count, ctx.has_bias = count, bias is not None
+        ctx.save_for_backward(grad_h.view(hidden.shape).to(hidden.dtype), grad_w.to(weight.dtype), grad_b.to(bias.dtype))
+        ctx.count = count
         return total / count
 
     @staticmethod
     def backward(ctx, grad):
         grad_h, grad_w, grad_b = ctx.saved_tensors
         scale = grad / ctx.count
-        return (grad_h * scale, grad_w * scale, grad_b * scale if ctx.has_bias else None,
-                None, None, None, None, None, None)
+        return grad_h * scale, grad_w * scale, grad_b * scale, None, None, None, None, None, None
 
 
 def _log_softmax_axes(logits: torch.Tensor, sizes: tuple[int, ...]) -> torch.Tensor:
@@ -300,6 +297,14 @@ class AxisLinear(nn.Module):
 
 # simcc_axes: the MLP's last layer from (hidden features, the axes' bins).
 AXIS_LAYERS = {"shared": lambda features, sizes: nn.Linear(features, sum(sizes)), "separate": AxisLinear}
+
+
+def axes_problem(axes: str, hidden: int) -> str | None:
+    """Why `simcc_axes` cannot go with `simcc_hidden`, or None."""
+    if axes == "separate" and (hidden <= 0 or hidden % 2):
+        return (f"simcc_hidden={hidden}: simcc_axes=separate splits it between x and y, so it must be even and "
+                "above 0 (or set simcc_axes=shared)")
+    return None
 
 
 class SimCCLayers(nn.Module):
@@ -361,9 +366,8 @@ class SimCCHead:
         self.codec = SimCCCodec(h, w, split, sigma)
         choose(DECODERS, decode, "simcc decoding")  # an unknown name fails here, not at the first decode
         choose(AXIS_LAYERS, axes, "simcc_axes")
-        if axes == "separate" and (not hidden or hidden % 2):
-            raise ValueError(f"simcc_axes=separate splits the hidden layer between x and y: simcc_hidden={hidden} "
-                             "must be even and above 0")
+        if problem := axes_problem(axes, hidden):
+            raise ValueError(problem)
         self.axes = axes
         self.method = decode
         self.hidden = hidden

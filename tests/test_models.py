@@ -149,3 +149,62 @@ def test_a_one_cycle_schedule_keeps_up_with_the_time_limit():
     for _ in range(5):  # at and past the limit it stays at its end, annealed (no error)
         step_schedule(timed_schedule, spent=1.2)
     assert timed_schedule.last_epoch == 100 and timed.param_groups[0]["lr"] < 1e-3 / 1000
+
+
+def _saved(model, config, num_points: int, path):
+    """model saved as a densemarks checkpoint at path."""
+    from densemarks.data.scheme import known_scheme
+    from densemarks.inference.checkpoint import Checkpoint
+
+    Checkpoint(config, known_scheme(num_points), model.state_dict(), epoch=0).save(path)
+    return path
+
+
+def test_warm_start_takes_a_teachers_backbone_across_heads(tmp_path):
+    """init=: a regression student gets every backbone tensor of a heatmap teacher (the names
+    differ by the heads' wrappers), BatchNorm statistics included; its own Linear layer is left
+    as it was. Another backbone shares nothing and is refused."""
+    from densemarks.inference.checkpoint import Checkpoint
+    from densemarks.models.heads import create_model as create_any
+    from densemarks.training.warm_start import warm_start
+
+    torch.manual_seed(0)
+    teacher_config = cfg.load_recipe("accurate-cpu")
+    teacher = create_any(teacher_config, 5, "none")
+    for module in teacher.modules():  # statistics a fresh model would not have
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_()
+    path = _saved(teacher, teacher_config, 5, tmp_path / "teacher.pt")
+    student = create_model("mobilenet_v2", 5)
+    head_before = {k: v.clone() for k, v in student.state_dict().items() if k.startswith("backbone.classifier")}
+
+    copied, total = warm_start(student, Checkpoint.load(path))
+
+    state, source = student.state_dict(), teacher.state_dict()
+    assert (copied, total) == (len(state) - 2, len(state))
+    for key, value in state.items():
+        if key.startswith("backbone.classifier"):
+            assert torch.equal(value, head_before[key])
+        else:
+            assert torch.equal(value, source[key.replace("backbone.", "backbone.extractor.", 1)]), key
+
+    other = _saved(create_model("resnet18", 5), cfg.load_recipe("fast-cpu"), 5, tmp_path / "resnet.pt")
+    with pytest.raises(DataError, match="no layer of this checkpoint"):
+        warm_start(create_model("mobilenet_v2", 5), Checkpoint.load(other))
+
+
+def test_seen_validation_faces_counts_a_start_models_training_faces():
+    """A teacher or init model from another split of the same data trained on some of this run's
+    validation faces; one of other data (another fingerprint) or without a split counts none."""
+    import numpy as np
+
+    from densemarks.data.scheme import known_scheme
+    from densemarks.inference.checkpoint import Checkpoint, Split
+    from densemarks.training.warm_start import seen_validation_faces
+
+    state = Checkpoint(cfg.TrainConfig(), known_scheme(5), {}, 0, split=Split(0, 0, 0, np.array([1, 2, 3]), 10),
+                       fingerprint="abc")
+    assert seen_validation_faces(state, "abc", np.array([1, 2, 3])) == 0
+    assert seen_validation_faces(state, "abc", np.array([2, 3, 4, 5])) == 2
+    assert seen_validation_faces(state, "other data", np.array([4, 5])) == 0
+    assert seen_validation_faces(Checkpoint(cfg.TrainConfig(), known_scheme(5), {}, 0), "abc", np.array([4])) == 0

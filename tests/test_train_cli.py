@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -178,6 +179,34 @@ def test_distillation_caches_the_teachers_points_and_resumes(trained68, faces68,
 
     one_line_error(run_cli("train", "--data", tiny, "--out", tmp_path / "other", "--recipe", "fast-cpu",
                            f"teacher={teacher}", *TINY, check=False), "teacher has 68 points, the training data 30")
+
+
+def _init_counts(result: subprocess.CompletedProcess) -> tuple[int, int]:
+    """(tensors copied, tensors in the model) from the run's `init: ...` line."""
+    copied, total = re.search(r"init: (\d+) of the model's (\d+) tensors", result.stdout + result.stderr).groups()
+    return int(copied), int(total)
+
+
+def test_init_starts_a_run_where_a_checkpoint_ended(trained68, faces68, tiny, tmp_path):
+    """init=CKPT with the checkpoint's own recipe: every tensor is taken, so an epoch at a
+    negligible learning rate validates about where the checkpoint did, where the same epoch
+    from ImageNet weights is far off; a checkpoint of another point count fits the backbone
+    only; a missing file is a one-line error before any training."""
+    start = trained68 / "best.pt"
+    args = ["--data", faces68, "--recipe", "fast-cpu", "epochs=1", "augment.size=[96,96]", "batch_size=8",
+            "lr=1e-9", "scheduler=plateau", "loss=l1", "regression_pool=flatten", "threads=2"]
+    result = run_cli("train", "--out", tmp_path / "tuned", *args, f"init={start}")
+    copied, everything = _init_counts(result)
+    assert copied == everything and "warning" not in result.stdout + result.stderr  # the same split
+    run_cli("train", "--out", tmp_path / "fresh", *args)
+    ended = _final_val_nme(trained68)
+    assert _final_val_nme(tmp_path / "tuned") < 1.1 * ended < _final_val_nme(tmp_path / "fresh")
+
+    result = run_cli("train", "--data", tiny, "--out", tmp_path / "other", "--recipe", "fast-cpu", "epochs=1",
+                     "augment.size=[96,96]", "regression_pool=flatten", f"init={start}", "threads=2")
+    assert _init_counts(result) == (everything - 2, everything)  # all but the Linear layer's weight and bias
+    one_line_error(run_cli("train", "--data", tiny, "--out", tmp_path / "missing", "--recipe", "fast-cpu",
+                           f"init={tmp_path / 'nothing.pt'}", *TINY, check=False), "nothing.pt", "checkpoint not found")
 
 
 def test_weight_average_is_the_saved_model_and_resumes_exactly(tiny, tmp_path):

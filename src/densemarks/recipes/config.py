@@ -55,6 +55,7 @@ class TrainConfig:
     regression_pool: str = "avg"  # regression: avg (the backbone's pooled features) | flatten (the whole stride-32 map)
     regression_channels: int = 64  # regression_pool=flatten: channels the map is reduced to before the Linear layer
     weights: str = "default"  # none | default | a torchvision weights name (IMAGENET1K_V1, ...)
+    init: str = ""  # a checkpoint to start from, layer by layer where names and shapes match (training.warm_start)
     augment: AugmentConfig = field(default_factory=AugmentConfig)  # for training
     loss: str = "l1"  # regression: a name in models.losses.LOSSES
     optimizer: str = "adamw"  # models.optim.OPTIMIZERS

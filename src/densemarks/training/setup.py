@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader
+from tqdm import tqdm
 
 from densemarks.analysis.metrics import Metrics, evaluate_points
 from densemarks.core import distributed
@@ -38,6 +39,7 @@ from densemarks.recipes.config import TrainConfig
 from densemarks.training import distill
 from densemarks.training.ema import weight_average
 from densemarks.training.parallel import StepModel
+from densemarks.training.warm_start import seen_validation_faces, warm_start
 
 
 def resolve_config(recipe: str, overrides: list[str], *, resume_from: Path | None = None,
@@ -134,6 +136,10 @@ def prepare_run(data_dir: str | Path, config: TrainConfig, out: Path, ctx: Conte
     if exclude:
         train_rows = train_rows[~np.isin(table.file_names[train_rows], list(exclude))]
     teachers = distill.check_teachers(config, scheme.num_points) if config.teacher else []
+    start = Checkpoint.load(config.init) if config.init and not resume else None
+    fingerprint = data_fingerprint(table.file_names, scheme.num_points)
+    if ctx.main and not resume:
+        _warn_seen([("teacher", t) for t in teachers] + [("init", start)] * (start is not None), fingerprint, val_rows)
     weights = choose(SAMPLERS, config.sampler, "sampler")(table.points[train_rows], scheme.flip_index)
     store = open_store(data.root, config.store_side, config.store_format) if config.store_side else None
     evaluation = config.augment.evaluation()
@@ -155,6 +161,10 @@ def prepare_run(data_dir: str | Path, config: TrainConfig, out: Path, ctx: Conte
     model = create_model(config, scheme.num_points, config.weights).to(ctx.device)
     if framing is not None and not resume:  # rank 0; DDP copies its weights to the others
         head.start_from(model, framing.mean_shape)
+    if start is not None:
+        copied, total = warm_start(model, start)
+        if ctx.main:
+            tqdm.write(f"init: {copied} of the model's {total} tensors from {config.init}")
     if config.channels_last:  # faster convolutions on GPUs and, with oneDNN, on CPUs too
         model = model.to(memory_format=torch.channels_last)
     loader = make_loader(train_set, config.batch_size, config.workers, True, config.seed, 0, ctx.device, weights, ctx,
@@ -163,11 +173,19 @@ def prepare_run(data_dir: str | Path, config: TrainConfig, out: Path, ctx: Conte
     scheduler, when = build_scheduler(optimizer, config, len(loader))
     ema = weight_average(model, config.ema) if config.ema else None
     run = TrainingRun(config, ctx, data, Split(config.folds, config.fold, config.split_seed, val_rows, len(table)),
-                      data_fingerprint(table.file_names, scheme.num_points), framing, train_set, val_set, loader,
+                      fingerprint, framing, train_set, val_set, loader,
                       head, model, ema, StepModel(model, ctx, config.compile), optimizer, scheduler, when)
     if resume:
         restore(run, Checkpoint.load(out / "last.pt", ctx.device))
     return run
+
+
+def _warn_seen(models: list[tuple[str, Checkpoint]], fingerprint: str, val_rows: np.ndarray) -> None:
+    """A warning per model (teacher, init) that trained on some of this run's validation faces."""
+    for role, state in models:
+        if seen := seen_validation_faces(state, fingerprint, val_rows):
+            tqdm.write(f"warning: {role} {state.path} trained on {seen} of this run's {len(val_rows)} validation "
+                       "faces (another split of this data): its validation figures are optimistic")
 
 
 def restore(run: TrainingRun, state: Checkpoint) -> None:

@@ -1,5 +1,6 @@
-"""Distributed training and prediction: the epoch sampler's shards, and `torchrun
---nproc_per_node 2` on CPU (gloo) against a single process on tiny synthetic data."""
+"""Distributed training and prediction: the epoch sampler's shards (and the training loader's
+short last batch), and `torchrun --nproc_per_node 2` on CPU (gloo) against a single process on
+tiny synthetic data."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 import torch
 
 from densemarks.data.csvio import read_landmarks
-from densemarks.data.loader import EpochSampler, epoch_order
+from densemarks.data.loader import EpochSampler, epoch_order, make_loader
 from densemarks.data.synth import synthesize
 
 from conftest import run_cli
@@ -40,6 +41,35 @@ def test_sampler_pads_uneven_shards_for_training_only():
     exact = [EpochSampler(10, 0, False, r, 3, pad=False).indices() for r in range(3)]
     assert np.concatenate(exact).tolist() == [0, 3, 6, 9, 1, 4, 7, 2, 5, 8]
     assert [len(EpochSampler(10, 0, False, r, 3, pad=False)) for r in range(3)] == [4, 3, 3]
+
+
+class _Indices(torch.utils.data.Dataset):
+    """Each (epoch, index) pair as its index."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, item):
+        return item[1]
+
+
+def test_training_loader_leaves_out_a_short_last_batch():
+    """drop_last (training): 10 faces in 4s are two batches of 4, a different 8 each epoch, and
+    never the short batch of 2; a loader of fewer faces than a batch keeps its one batch; other
+    loaders (validation, prediction) keep every face."""
+    cpu = torch.device("cpu")
+    loader = make_loader(_Indices(10), 4, 0, True, 0, 0, cpu, drop_last=True)
+    first = [len(b) for b in loader]
+    loader.sampler.set_epoch(1)
+    assert first == [len(b) for b in loader] == [4, 4] and len(loader) == 2
+    faces = [set(torch.cat(list(make_loader(_Indices(10), 4, 0, True, 0, e, cpu, drop_last=True))).tolist())
+             for e in range(6)]
+    assert set.union(*faces) == set(range(10)) and len({frozenset(f) for f in faces}) > 1
+    assert [len(b) for b in make_loader(_Indices(3), 4, 0, True, 0, 0, cpu, drop_last=True)] == [3]
+    assert [len(b) for b in make_loader(_Indices(10), 4, 0, False, 0, 0, cpu, pad=False)] == [4, 4, 2]
 
 
 def test_weighted_epoch_follows_the_weights():

@@ -32,12 +32,17 @@ SAMPLERS = {"uniform": _uniform, "pose_balanced": _pose_balanced}
 
 def make_loader(dataset: Dataset, batch_size: int, workers: int, shuffle: bool,
                 seed: int, epoch: int, device: torch.device, weights: np.ndarray | None = None,
-                ctx: Context | None = None, pad: bool = True, keep_workers: bool = False) -> DataLoader:
+                ctx: Context | None = None, pad: bool = True, keep_workers: bool = False,
+                drop_last: bool = False) -> DataLoader:
     """Batches of this rank's share of the dataset in a reproducible order (`EpochSampler`:
     shuffled, or drawn in proportion to per-item weights, fixed by (seed, epoch)); call
     `loader.sampler.set_epoch` to move on. keep_workers: the worker processes outlive each pass
     (for a loader read once per epoch); stop them with `close_workers` when done. pad=False: no
-    repeated items (prediction). workers = 0 loads in this process, which is fastest when the
+    repeated items (prediction). drop_last (training): an epoch's last batch, when smaller than
+    the others, is left out (unless it is the only one); its faces come in other epochs' orders.
+    Left in, a batch of a few faces (1,026 300-W faces in 32s end on 2) takes a full step and
+    moves BatchNorm's running statistics by its own: fast-cpu's validation NME swung by up to
+    1.3 points from epoch to epoch (BENCHMARKS.md). workers = 0 loads in this process, which is fastest when the
     model already keeps every core busy (a 2-core CPU: a loader process or thread beside it
     only oversubscribes the cores, measured in BENCHMARKS.md)."""
     rank, world = (ctx.rank, ctx.world) if ctx is not None else (0, 1)
@@ -45,7 +50,8 @@ def make_loader(dataset: Dataset, batch_size: int, workers: int, shuffle: bool,
     sampler.set_epoch(epoch)
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler,
                       num_workers=workers, pin_memory=device.type == "cuda",
-                      worker_init_fn=_worker_init if workers else None, drop_last=False,
+                      worker_init_fn=_worker_init if workers else None,
+                      drop_last=drop_last and len(sampler) > batch_size,
                       persistent_workers=keep_workers and workers > 0)
 
 

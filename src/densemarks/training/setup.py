@@ -168,7 +168,7 @@ def prepare_run(data_dir: str | Path, config: TrainConfig, out: Path, ctx: Conte
     if config.channels_last:  # faster convolutions on GPUs and, with oneDNN, on CPUs too
         model = model.to(memory_format=torch.channels_last)
     loader = make_loader(train_set, config.batch_size, config.workers, True, config.seed, 0, ctx.device, weights, ctx,
-                         keep_workers=True)
+                         keep_workers=True, drop_last=True)
     optimizer = build_optimizer(model, config)
     scheduler, when = build_scheduler(optimizer, config, len(loader))
     ema = weight_average(model, config.ema) if config.ema else None

@@ -42,8 +42,8 @@ def make_loader(dataset: Dataset, batch_size: int, workers: int, shuffle: bool,
     the others, is left out (unless it is the only one); its faces come in other epochs' orders.
     Left in, a batch of a few faces (1,026 300-W faces in 32s end on 2) takes a full step and
     moves BatchNorm's running statistics by its own: fast-cpu's validation NME swung by up to
-    1.3 points from epoch to epoch (BENCHMARKS.md). workers = 0 loads in this process, which is fastest when the
-    model already keeps every core busy (a 2-core CPU: a loader process or thread beside it
+    1.3 points from epoch to epoch (BENCHMARKS.md). workers = 0 loads in this process, which is
+    fastest when the model already keeps every core busy (a 2-core CPU: a loader process or thread beside it
     only oversubscribes the cores, measured in BENCHMARKS.md)."""
     rank, world = (ctx.rank, ctx.world) if ctx is not None else (0, 1)
     sampler = EpochSampler(len(dataset), seed, shuffle, rank, world, weights, pad)

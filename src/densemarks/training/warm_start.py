@@ -24,15 +24,10 @@ from torch import nn
 from densemarks.core.errors import DataError
 from densemarks.inference.checkpoint import Checkpoint
 
-_WRAPPERS = ("backbone.extractor.", "backbone.")
-
 
 def layer_name(key: str) -> str:
-    """A state-dict key without the heads' backbone wrappers (`_WRAPPERS`)."""
-    for prefix in _WRAPPERS:
-        if key.startswith(prefix):
-            return "backbone." + key[len(prefix):]
-    return key
+    """A state-dict key without the map heads' feature-extractor wrapper."""
+    return key.replace("backbone.extractor.", "backbone.", 1) if key.startswith("backbone.extractor.") else key
 
 
 def warm_start(model: nn.Module, checkpoint: Checkpoint) -> tuple[int, int]:
@@ -41,13 +36,12 @@ def warm_start(model: nn.Module, checkpoint: Checkpoint) -> tuple[int, int]:
     values."""
     by_name = {layer_name(key): value for key, value in checkpoint.model.items()}
     state = model.state_dict()
-    matched = {key: by_name[layer_name(key)] for key, value in state.items()
-               if layer_name(key) in by_name and by_name[layer_name(key)].shape == value.shape}
+    matched = {key: source for key, value in state.items()
+               if (source := by_name.get(layer_name(key))) is not None and source.shape == value.shape}
     if not any(torch.is_floating_point(value) for value in matched.values()):
         raise DataError(checkpoint.path, f"init: no layer of this checkpoint ({checkpoint.config.model}) "
-                              f"fits the model being trained; start from a checkpoint of the same backbone")
-    state.update({key: value.to(state[key].dtype) for key, value in matched.items()})
-    model.load_state_dict(state)
+                                         "fits the model being trained; start from a checkpoint of the same backbone")
+    model.load_state_dict(matched, strict=False)
     return len(matched), len(state)
 
 

@@ -135,6 +135,38 @@ def test_splits_without_faces_on_one_side_are_refused():
     assert len(train) and len(val) and len(train) + len(val) == 24
 
 
+def test_an_output_on_a_file_system_without_a_disk_is_refused(tmp_path, monkeypatch):
+    """/proc and /sys report a disk of size 0: not "no space left" but what they are."""
+    import shutil as shutil_module
+    from densemarks.core.fileio import check_output
+    monkeypatch.setattr(shutil_module, "disk_usage", lambda path: shutil_module._ntuple_diskusage(0, 0, 0))
+    with pytest.raises(DataError, match="on a virtual file system, not a disk"):
+        check_output(tmp_path / "x.onnx")
+
+
+def test_a_validation_face_without_a_normalising_distance_is_refused_before_training(tmp_path):
+    """NME divides by the distance between the NME pair: a validation face whose two points
+    coincide would make every epoch's NME astronomically large (it was 2.6e12%) and pick the
+    best epoch by that one face."""
+    from densemarks.data.dataset import open_training_data
+    from densemarks.training.setup import validation_split
+    root = tmp_path / "data"
+    synthesize(root, train=24, test=2, num_points=68, seed=3)
+    a, b = open_training_data(root).scheme.norm_points
+    _, val_rows = validation_split(24, TrainConfig())
+    csv = root / "train" / "landmarks.csv"
+    lines = csv.read_text().splitlines()
+    row = int(val_rows[-1])
+    cells = lines[row + 1].split("\t")
+    cells[1 + 2 * b], cells[2 + 2 * b] = cells[1 + 2 * a], cells[2 + 2 * a]
+    lines[row + 1] = "\t".join(cells)
+    csv.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "run"
+    result = run_cli("train", "--data", root, "--out", out, "--recipe", "fast-cpu", *SMALL, check=False)
+    one_line_error(result, f"landmarks.csv, line {row + 2}", f"normalising points {a} and {b} coincide")
+    assert not (out / "best.pt").exists()
+
+
 class _Broken(Dataset):
     """Four items; the third cannot be loaded."""
 

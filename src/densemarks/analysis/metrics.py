@@ -39,20 +39,23 @@ def per_face_nme(pred: np.ndarray, truth: np.ndarray, norm_points: tuple[int, in
     return np.linalg.norm(pred - truth, axis=2).mean(axis=1) / np.maximum(norm, 1e-9) * 100
 
 
-def check_norm_distances(path, names: np.ndarray, truth: np.ndarray, norm_points: tuple[int, int] | None) -> None:
+def check_norm_distances(path, names: np.ndarray, truth: np.ndarray, norm_points: tuple[int, int] | None,
+                         rows: np.ndarray | None = None) -> None:
     """NME divides by the distance between the two normalising points of each true face: a face
-    whose two points coincide is an error in the truth (line = row + 2), not an infinite NME."""
+    whose two points coincide is an error in the truth (line = its row in the file + 2), not an
+    infinite NME. rows: the file rows of `names` and `truth` when they are a subset."""
     if norm_points is None:
         return
     a, b = norm_points
-    rows = 8192  # faces at a time: the truth may be a memory map of any size
-    for start in range(0, len(truth), rows):
-        block = np.asarray(truth[start:start + rows], np.float64)
-        zero = np.flatnonzero(np.linalg.norm(block[:, a] - block[:, b], axis=1) < 1e-6)
+    block_faces = 8192  # faces at a time: the truth may be a memory map of any size
+    for start in range(0, len(truth), block_faces):
+        pair = np.asarray(truth[start:start + block_faces][:, [a, b]], np.float64)
+        zero = np.flatnonzero(np.linalg.norm(pair[:, 0] - pair[:, 1], axis=1) < 1e-6)
         if zero.size:
-            row = start + int(zero[0])
-            raise DataError(path, f"{names[row]}: normalising points {a} and {b} coincide, so NME is undefined",
-                            line=row + 2)
+            face = start + int(zero[0])
+            line = (face if rows is None else int(rows[face])) + 2
+            raise DataError(path, f"{names[face]}: normalising points {a} and {b} coincide, so NME is undefined",
+                            line=line)
 
 
 def competition_score(pred: np.ndarray, truth: np.ndarray, requested: np.ndarray | None = None) -> float:

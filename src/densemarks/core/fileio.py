@@ -50,7 +50,10 @@ def check_output(path: str | Path, *, folder: bool = False) -> None:
         raise DataError(path, f"{parent} is a file, not a folder")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise DataError(path, f"folder {parent} is not writable")
-    if shutil.disk_usage(parent).free < MIN_FREE_BYTES:
+    usage = shutil.disk_usage(parent)
+    if usage.total == 0:  # /proc, /sys: no disk behind them
+        raise DataError(path, f"folder {parent} is on a virtual file system, not a disk: files cannot be kept there")
+    if usage.free < MIN_FREE_BYTES:
         raise DataError(path, f"no space left on the disk of {parent}")
 
 

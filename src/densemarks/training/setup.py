@@ -17,7 +17,7 @@ from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from densemarks.analysis.metrics import Metrics, evaluate_points
+from densemarks.analysis.metrics import Metrics, check_norm_distances, evaluate_points
 from densemarks.core import distributed
 from densemarks.core.distributed import Context
 from densemarks.core.errors import DataError
@@ -135,6 +135,9 @@ def prepare_run(data_dir: str | Path, config: TrainConfig, out: Path, ctx: Conte
     train_rows, val_rows = validation_split(len(table), config)
     if exclude:
         train_rows = train_rows[~np.isin(table.file_names[train_rows], list(exclude))]
+    # validation's NME divides by each face's normalising distance: refuse a zero one now
+    val_points = table.points[val_rows]
+    check_norm_distances(data.csv_path, table.file_names[val_rows], val_points, scheme.norm_points, rows=val_rows)
     teachers = distill.check_teachers(config, scheme.num_points) if config.teacher else []
     start = Checkpoint.load(config.init) if config.init and not resume else None
     fingerprint = data_fingerprint(table.file_names, scheme.num_points)
@@ -150,7 +153,7 @@ def prepare_run(data_dir: str | Path, config: TrainConfig, out: Path, ctx: Conte
         train_flip = distill.paired_flip_index(scheme.flip_index)
     train_set = LandmarkDataset(data.images_dir, table.file_names[train_rows], train_points,
                                 LandmarkTransform(config.augment, train_flip, train=True), config.seed, store)
-    val_set = LandmarkDataset(data.images_dir, table.file_names[val_rows], table.points[val_rows],
+    val_set = LandmarkDataset(data.images_dir, table.file_names[val_rows], val_points,
                               LandmarkTransform(evaluation, scheme.flip_index), config.seed, store)
     framing = None
     if ctx.main:  # how faces sit in the crops: what the photo pipeline reproduces (data/framing.py)

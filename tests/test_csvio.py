@@ -145,7 +145,7 @@ TP_HEADER = "file_name\tpoint_index_list\n"
 
 @pytest.mark.parametrize("body, line, words", [
     ("a.jpg\t[1, 2]\nb.jpg\t[1, 99]\n", 3, "index 99 out of range 0..9"),
-    ("a.jpg\t[1, 2]\nb.jpg\t[-1, 2]\n", 3, "index -1 out of range"),
+    ("a.jpg\t[1, 2]\nb.jpg\t[-1, 2]\n", 3, "index -1 is negative"),
     ("a.jpg\t[1, 2]\nb.jpg\t[1, 2, 3]\n", 3, "3 indices, but line 2 has 2"),
     ("a.jpg\t[1, 2.5]\n", 2, "not a list of integers"),
     ("a.jpg\t__import__('os').system('touch pwned')\n", 2, "not a list of integers"),

@@ -16,7 +16,7 @@ from conftest import one_line_error, run_cli
 from densemarks.core.errors import DataError
 from densemarks.data.csvio import read_landmarks
 from densemarks.data.formats import guess_format
-from densemarks.data.formats.base import FaceAnnotation, PhotoAnnotation, flip_from_names
+from densemarks.data.formats.base import FaceAnnotation, PhotoAnnotation, flip_from_names, parse_numbers
 from densemarks.data.formats.coco import read_coco, write_coco
 from densemarks.data.formats.convert import convert, crop_face, read_sources, to_photo_pixels
 from densemarks.data.formats.dlib_xml import read_dlib_xml, write_dlib_xml
@@ -260,6 +260,43 @@ def test_convert_of_nothing_usable_is_an_error(tmp_path):
     with pytest.raises(DataError, match="no usable face.*no image"):
         convert(read_pts(tmp_path), tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("values, words", [
+    ([True, 2.0], "not all numbers"), ([[1, 2], [3]], "not all numbers"), (["1", "x"], "not all numbers"),
+    ([1e300, 5.0], "1e+300 px, beyond +-1e+07"), ([float("nan"), 1], "NaN or infinite"),
+])
+def test_annotation_coordinates_must_be_pixel_numbers(values, words):
+    with pytest.raises(DataError) as caught:
+        parse_numbers(values, "here")
+    assert str(caught.value).startswith("here: ") and words in str(caught.value)
+    np.testing.assert_array_equal(parse_numbers(["1", 2.5], "here"), [1, 2.5])  # CSV's text of numbers is fine
+
+
+def test_hostile_annotation_files_give_one_line_errors_or_problems(tmp_path):
+    deep = "[" * 100000 + "]" * 100000
+    for reader in (read_plain_json, read_coco):
+        (tmp_path / "deep.json").write_text(deep)
+        with pytest.raises(DataError, match="nested too deeply"):
+            reader(tmp_path / "deep.json")
+    (tmp_path / "h.csv").write_text("image,x0,y0\n")
+    with pytest.raises(DataError, match="no rows after the header"):
+        read_plain_csv(tmp_path / "h.csv")
+    parts = "".join(f"<part name='{n}' x='{i}' y='{i}'/>" for i, n in enumerate(["00", "01", "01"]))
+    (tmp_path / "d.xml").write_text(f"<dataset><images><image file='a.jpg'><box top='0' left='0' width='9' "
+                                    f"height='9'>{parts}</box></image></images></dataset>")
+    assert "two parts named '01'" in read_dlib_xml(tmp_path / "d.xml").problems[0]
+
+
+def test_convert_leaves_out_a_face_whose_points_all_coincide(tmp_path):
+    cv2.imwrite(str(tmp_path / "a.png"), np.full((100, 100, 3), 90, np.uint8))
+    cv2.imwrite(str(tmp_path / "b.png"), np.full((100, 100, 3), 90, np.uint8))
+    shape = np.array([[20.0, 30], [70, 30], [45, 60], [45, 80]])
+    write_pts_file(tmp_path / "a.pts", shape)
+    write_pts_file(tmp_path / "b.pts", np.full((4, 2), 50.0))
+    summary = convert(read_pts(tmp_path), tmp_path / "out")
+    assert summary.faces == 1
+    assert len(summary.problems) == 1 and "b.pts: face 1: its 4 points span 0 px" in summary.problems[0]
 
 
 @pytest.mark.slow

@@ -51,6 +51,12 @@ def test_flip_index_file_formats(tmp_path):
     (tmp_path / "c.txt").write_text("1 2 0")
     with pytest.raises(DataError, match="involution"):
         read_flip_index(tmp_path / "c.txt", 3)
+    for name, text, words in [("d.json", "[1.9, 0.2, 2]", "entry '1.9' is not an integer"),  # int() would truncate
+                              ("e.json", "[" * 100000 + "]" * 100000, "entry '[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[' is")]:
+        (tmp_path / name).write_text(text)
+        with pytest.raises(DataError) as caught:
+            read_flip_index(tmp_path / name, 3)
+        assert words in str(caught.value) and len(str(caught.value)) - len(str(tmp_path / name)) < 80
 
 
 def test_resolution_order(synth68, tmp_path):

@@ -518,8 +518,9 @@ def read_test_points(path: str | Path, num_points: int) -> RequestedPoints:
             if not value:
                 raise DataError(path, "empty point_index_list", line=line)
             out = [v for v in value if not 0 <= v < num_points]
-            if out:
-                raise DataError(path, f"index {out[0]} out of range 0..{num_points - 1}", line=line)
+            if out:  # callers that check the range later pass a huge num_points: name only the sign
+                problem = "is negative" if out[0] < 0 else f"out of range 0..{num_points - 1}"
+                raise DataError(path, f"index {out[0]} {problem}", line=line)
             names.append(row[0])
             lists.append(value)
     if not names:

@@ -173,14 +173,24 @@ def read_flip_index(path: str | Path, num_points: int) -> np.ndarray:
         values = json.loads(text)
         if isinstance(values, dict):
             values = values["flip_index"]
-    except (json.JSONDecodeError, KeyError):
+    except (json.JSONDecodeError, KeyError, RecursionError):
         values = text.split()
     try:
-        flip = np.asarray([int(v) for v in values], dtype=np.int64)
+        flip = np.asarray([_integer(v) for v in values], dtype=np.int64)
         check_flip_index(flip, num_points)
     except ValueError as exc:
         raise DataError(path, str(exc)) from None
     return flip
+
+
+def _integer(value) -> int:
+    """A flip index entry: a JSON integer or the text of one (never a float, which int() would
+    truncate)."""
+    if type(value) is int:
+        return value
+    if isinstance(value, str) and value.strip().removeprefix("-").isdigit():
+        return int(value)
+    raise ValueError(f"flip index entry {str(value)[:40]!r} is not an integer")
 
 
 def known_scheme(num_points: int, flip_index: np.ndarray | None = None) -> LandmarkScheme:
@@ -206,6 +216,8 @@ def read_scheme_file(path: Path, num_points: int) -> LandmarkScheme | None:
         return LandmarkScheme.from_dict(data)
     except (ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:
         raise DataError(path, f"invalid scheme: {exc}") from None
+    except RecursionError:
+        raise DataError(path, "invalid scheme: nested too deeply") from None
 
 
 def resolve_scheme(landmarks_csv: str | Path, shapes: np.ndarray, *,

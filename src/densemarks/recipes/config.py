@@ -209,13 +209,13 @@ ALIASES = {"learning_rate": "lr", "lr_scheduler": "scheduler", "batch": "batch_s
            "num_workers": "workers", "wd": "weight_decay", "criterion": "loss"}
 
 
-def _suggest(key: str, options) -> str:
+def _suggest(key: str, options, kind: str = "keys") -> str:
     options = list(options)
     names = options + [alias for alias, target in ALIASES.items() if target in options]
     close = difflib.get_close_matches(key, names, n=1)
     if close:
         return f"; did you mean {ALIASES.get(close[0], close[0])!r}?"
-    return f"; known keys: {', '.join(sorted(options))}"
+    return f"; known {kind}: {', '.join(sorted(options))}"
 
 
 def apply_overrides(config: TrainConfig, pairs: dict[str, object], source: str) -> TrainConfig:
@@ -255,7 +255,7 @@ def load_recipe(name_or_path: str) -> TrainConfig:
     if not path.suffix:
         path = recipe_dir() / f"{RENAMED.get(name_or_path, name_or_path)}.yaml"
         if not path.is_file():
-            raise DataError(None, f"unknown recipe {name_or_path!r}" + _suggest(name_or_path, recipe_names()))
+            raise DataError(None, f"unknown recipe {name_or_path!r}" + _suggest(name_or_path, recipe_names(), "recipes"))
     data = _read_recipe_yaml(path)
     if not isinstance(data, dict):
         raise DataError(path, "a recipe is a mapping of keys to values")

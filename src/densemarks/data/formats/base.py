@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from densemarks.core.errors import DataError
+from densemarks.data.fastcsv import MAX_COORDINATE
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
 
@@ -77,13 +78,18 @@ class Annotations:
 
 
 def parse_numbers(values, where: str | Path) -> np.ndarray:
-    """A flat float64 array of finite numbers; DataError naming `where` otherwise."""
+    """A flat float64 array of finite pixel coordinates (numbers, or text of numbers as CSV
+    holds them; not JSON's true/false); DataError naming `where` otherwise."""
     try:
         array = np.asarray(values, dtype=np.float64).reshape(-1)
+        if any(type(v) is bool for v in np.asarray(values, dtype=object).reshape(-1)):
+            raise TypeError
     except (TypeError, ValueError, OverflowError):
         raise DataError(where, "coordinates are not all numbers") from None
     if not np.isfinite(array).all():
         raise DataError(where, "a coordinate is NaN or infinite")
+    if array.size and np.abs(array).max() > MAX_COORDINATE:
+        raise DataError(where, f"a coordinate of {np.abs(array).max():.3g} px, beyond +-{MAX_COORDINATE:.0e}")
     return array
 
 

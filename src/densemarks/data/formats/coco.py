@@ -33,6 +33,8 @@ def _load(source: Path) -> dict:
         raise DataError(source, f"cannot read: {exc.strerror}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DataError(source, f"not valid JSON: {exc}") from None
+    except RecursionError:
+        raise DataError(source, "not valid JSON: nested too deeply") from None
     if not isinstance(data, dict) or not isinstance(data.get("images"), list) \
             or not isinstance(data.get("annotations"), list):
         raise DataError(source, "not a COCO file: expected an object with 'images' and 'annotations' lists")

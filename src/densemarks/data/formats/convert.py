@@ -171,6 +171,11 @@ def convert(annotations: Annotations, out: str | Path, *, margin: float = 0.25, 
             split = "test" if index in test_photos else "train"
             names, points, sources = splits[split]
             for number, face in faces:
+                extent = float((face.points.max(0) - face.points.min(0)).max())
+                if num_points > 1 and extent < 1:
+                    problems.append(f"{face.source or photo.source}: face {number}: its {num_points} points span "
+                                    f"{extent:.2g} px: not a face's shape")
+                    continue
                 far = _far_outside(face.points, image.original_size)
                 if far:
                     problems.append(f"{face.source or photo.source}: face {number}: {far} points lie further outside the "

@@ -69,6 +69,9 @@ def read_dlib_xml(source: Path, images: Path | None = None) -> Annotations:
                 if not parts:
                     raise DataError(at, "a box without parts")
                 part_names = [p.attrib.get("name", "") for p in parts]
+                if len(set(part_names)) < len(part_names):
+                    twice = next(n for n in part_names if part_names.count(n) > 1)
+                    raise DataError(at, f"two parts named {twice!r}: which point each is cannot be told")
                 if names is not None and part_names != names:
                     raise DataError(at, f"{len(parts)} parts named {part_names[:3]}..., "
                                         f"but the first box has {len(names)} named {names[:3]}...")

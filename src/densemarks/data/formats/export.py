@@ -50,6 +50,8 @@ def _photos_from_detect(path: Path) -> list[PhotoAnnotation]:
         records = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DataError(path, f"cannot read detect's JSON: {exc}") from None
+    except RecursionError:
+        raise DataError(path, "cannot read detect's JSON: nested too deeply") from None
     if not isinstance(records, list):
         raise DataError(path, "expected the list `densemarks detect` writes")
     photos = []

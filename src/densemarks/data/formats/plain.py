@@ -69,6 +69,8 @@ def read_plain_csv(source: Path, images: Path | None = None) -> Annotations:
             found.problem(where, f"{len(row)} columns, the header has {len(header)}")
             continue
         _add(found, root, row[0].strip(), [row[i] for i in coordinates], None, where)
+    if len(lines) < 2:
+        raise DataError(source, "no rows after the header (the first line is read as the header)")
     return found
 
 
@@ -78,6 +80,8 @@ def read_plain_json(source: Path, images: Path | None = None) -> Annotations:
         data = json.loads(_read_text(source))
     except json.JSONDecodeError as exc:
         raise DataError(source, f"not valid JSON: {exc}") from None
+    except RecursionError:
+        raise DataError(source, "not valid JSON: nested too deeply") from None
     found = Annotations()
     root = Path(images) if images is not None else source.parent
     if isinstance(data, dict):

@@ -167,6 +167,16 @@ def test_a_validation_face_without_a_normalising_distance_is_refused_before_trai
     assert not (out / "best.pt").exists()
 
 
+class _RunsCode:
+    """An object whose unpickling would create a file: what a hostile checkpoint holds."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __reduce__(self):
+        return Path.touch, (self.path,)
+
+
 class _Broken(Dataset):
     """Four items; the third cannot be loaded."""
 
@@ -229,6 +239,10 @@ def test_checkpoints_that_are_not_usable(trained68, faces68, tmp_path):
     for name in ("zero.pt", "text.pt", "truncated.pt"):  # in-process: no start-up cost
         with pytest.raises(DataError, match="not a densemarks checkpoint"):
             Checkpoint.load(tmp_path / name)
+    torch.save({"model": _RunsCode(tmp_path / "ran")}, tmp_path / "code.pt")  # torch.save pickles anything
+    with pytest.raises(DataError, match="holding Python objects besides tensors, which are never loaded"):
+        Checkpoint.load(tmp_path / "code.pt")
+    assert not (tmp_path / "ran").exists()
     one_line_error(run_cli("predict", "--checkpoint", tmp_path / "nan.pt", "--data", faces68 / "test",
                            "--out", tmp_path / "p.csv", check=False), "nan.pt", "NaN")
     (tmp_path / "run").mkdir()

@@ -11,6 +11,7 @@ weights. `Checkpoint` is its typed view; nothing else reads its keys.
 from __future__ import annotations
 
 import hashlib
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -112,7 +113,10 @@ class Checkpoint:
             raise DataError(path, "checkpoint not found")
         try:
             state = torch.load(path, map_location=device, weights_only=True)
-        except Exception as exc:  # not a torch file, truncated, or holding arbitrary objects
+        except pickle.UnpicklingError:  # weights_only refused what it found: never loaded
+            raise DataError(path, "not a densemarks checkpoint (not a torch file, or one holding Python objects "
+                                  "besides tensors, which are never loaded)") from None
+        except Exception as exc:  # not a torch file, truncated
             raise DataError(path, f"not a densemarks checkpoint ({type(exc).__name__}: "
                             f"{(str(exc).splitlines() or [''])[0][:120]})") from None
         if not isinstance(state, dict) or state.get("format") != FORMAT or \

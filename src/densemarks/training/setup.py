@@ -134,7 +134,10 @@ def prepare_run(data_dir: str | Path, config: TrainConfig, out: Path, ctx: Conte
     table, scheme = data.table, data.scheme
     train_rows, val_rows = validation_split(len(table), config)
     if exclude:
+        listed = len(train_rows)
         train_rows = train_rows[~np.isin(table.file_names[train_rows], list(exclude))]
+        if not len(train_rows):
+            raise DataError(None, f"--exclude lists all {listed} training faces of this split: none is left to train on")
     # validation's NME divides by each face's normalising distance: refuse a zero one now
     val_points = table.points[val_rows]
     check_norm_distances(data.csv_path, table.file_names[val_rows], val_points, scheme.norm_points, rows=val_rows)

@@ -125,6 +125,14 @@ def test_training_without_a_usable_model_fails(few, tmp_path, extra, words):
     assert not (out / "best.pt").exists() or "hold the last finite model" in line
 
 
+def test_an_exclude_list_of_every_training_face_is_refused(few, tmp_path):
+    names = [line.split("\t")[0] for line in (few / "train" / "landmarks.csv").read_text().splitlines()[1:]]
+    (tmp_path / "all.txt").write_text("\n".join(names) + "\n")
+    result = run_cli("train", "--data", few, "--out", tmp_path / "run", "--recipe", "fast-cpu", *SMALL,
+                     "--exclude", tmp_path / "all.txt", check=False)
+    one_line_error(result, "--exclude lists all 20 training faces of this split: none is left to train on")
+
+
 def test_splits_without_faces_on_one_side_are_refused():
     from densemarks.training.setup import validation_split
     with pytest.raises(DataError, match="24 faces cannot make 30 folds"):

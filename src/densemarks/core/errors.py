@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+MAX_COORDINATE = 1e7  # pixels: no face crop or photo is this large; a larger number is a broken file
+
 
 class DataError(Exception):
     """Bad input, located as precisely as we can: file, line (1-based, header is line 1), what."""

@@ -23,8 +23,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from densemarks.core.errors import DataError
-from densemarks.data.fastcsv import MAX_COORDINATE, WINDOW_BYTES, NotPlain, iter_plain, parse_plain
+from densemarks.core.errors import MAX_COORDINATE, DataError
+from densemarks.data.fastcsv import WINDOW_BYTES, NotPlain, iter_plain, parse_plain
 from densemarks.core.fileio import atomic_path, cache_dir_for
 
 CACHE_VERSION = 1

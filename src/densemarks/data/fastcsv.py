@@ -20,6 +20,8 @@ import os
 import numpy as np
 from numba import njit, prange
 
+from densemarks.core.errors import MAX_COORDINATE
+
 NAME_BYTES = 128
 _TAB, _LF, _CR, _MINUS, _PLUS, _DOT, _ZERO = 9, 10, 13, 45, 43, 46, 48
 
@@ -30,7 +32,6 @@ _SEVEN_F = _U(0x7F7F7F7F7F7F7F7F)
 _EIGHTY = _U(0x8080808080808080)
 _LF8 = _U(0x0A0A0A0A0A0A0A0A)
 _POWERS = 10.0 ** np.arange(19)  # exact in float64
-MAX_COORDINATE = 1e7  # pixels: no face crop or photo is this large; a larger number is a broken file
 _TOO_LARGE = np.int64(MAX_COORDINATE)
 
 

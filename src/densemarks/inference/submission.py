@@ -10,7 +10,7 @@ import pyarrow as pa
 
 from densemarks.core.errors import DataError
 from densemarks.data.csvio import RequestedPoints, iter_aligned, landmark_count, read_test_points, write_table
-from densemarks.data.fastcsv import MAX_COORDINATE as MAX_PIXEL  # far below what an int64 (or Kaggle) holds
+from densemarks.core.errors import MAX_COORDINATE as MAX_PIXEL  # far below what an int64 (or Kaggle) holds
 
 
 def submission_table(predictions_csv: str | Path, test_points_csv: str | Path) -> pa.Table:

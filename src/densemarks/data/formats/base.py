@@ -14,8 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from densemarks.core.errors import DataError
-from densemarks.data.fastcsv import MAX_COORDINATE
+from densemarks.core.errors import MAX_COORDINATE, DataError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
 

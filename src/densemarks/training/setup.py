@@ -110,7 +110,7 @@ class TrainingRun:
         model = InferenceModel(self.eval_model, self.head, c.augment.normalize)
         pred = predict_points(model, loader, self.data.scheme, ctx.device, "flip" if c.flip_tta else "none",
                               channels_last=c.channels_last, desc="validate", ctx=ctx)
-        truth = np.asarray(self.data.table.points[self.split.val_rows])
+        truth = np.asarray(self.val_set.points)  # indexed once, in prepare_run
         return pred, evaluate_points(pred, truth, self.data.scheme)
 
     def checkpoint(self, epoch: int, metrics: Metrics | None) -> Checkpoint:

@@ -9,6 +9,7 @@ converter reports every problem in its summary.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -74,6 +75,17 @@ class Annotations:
 
     def problem(self, where: str | Path, what: str) -> None:
         self.problems.append(f"{where}: {what}")
+
+
+def parse_json(text: str, source: Path):
+    """A JSON document; DataError naming `source` when it is not JSON or nests deeper than the
+    parser's recursion allows."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(source, f"not valid JSON: {exc}") from None
+    except RecursionError:
+        raise DataError(source, "not valid JSON: nested too deeply") from None
 
 
 def parse_numbers(values, where: str | Path) -> np.ndarray:

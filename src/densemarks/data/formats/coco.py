@@ -22,19 +22,17 @@ import numpy as np
 from densemarks.core.errors import DataError
 from densemarks.core.fileio import atomic_path
 from densemarks.data.formats.base import (Annotations, FaceAnnotation, PhotoAnnotation, SchemeHint,
-                                          flip_from_names, inside, parse_numbers, parse_points)
+                                          flip_from_names, inside, parse_json, parse_numbers, parse_points)
 
 
 def _load(source: Path) -> dict:
     try:
-        with open(source, encoding="utf-8-sig") as f:
-            data = json.load(f)
+        text = Path(source).read_text(encoding="utf-8-sig")
     except OSError as exc:
         raise DataError(source, f"cannot read: {exc.strerror}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
         raise DataError(source, f"not valid JSON: {exc}") from None
-    except RecursionError:
-        raise DataError(source, "not valid JSON: nested too deeply") from None
+    data = parse_json(text, source)
     if not isinstance(data, dict) or not isinstance(data.get("images"), list) \
             or not isinstance(data.get("annotations"), list):
         raise DataError(source, "not a COCO file: expected an object with 'images' and 'annotations' lists")

@@ -79,12 +79,16 @@ def crop_face(photo: np.ndarray, points: np.ndarray, margin: float, max_side: in
     return Crop(pixels, geometry.apply(matrix, points), x0, y0, scale)
 
 
-def _far_outside(points: np.ndarray, size: tuple[int, int]) -> int:
-    """Points further outside the photo than the face is large (a wrong photo or swapped x/y)."""
+def _shape_problem(points: np.ndarray, size: tuple[int, int]) -> str | None:
+    """Why a face's points cannot be cut out of a photo of `size`, or None: all at one place, or
+    some further outside the photo than the face is large (a wrong photo or swapped x/y)."""
     w, h = size
     extent = float((points.max(0) - points.min(0)).max())
+    if len(points) > 1 and extent < 1:
+        return f"its {len(points)} points span {extent:.2g} px: not a face's shape"
     outside = np.maximum(np.maximum(-points, points - np.array([w - 1, h - 1])), 0).max(1)
-    return int((outside > extent).sum())
+    far = int((outside > extent).sum())
+    return f"{far} points lie further outside the {w}x{h} photo than the face is large" if far else None
 
 
 def _crop_name(photo: Path, face: FaceAnnotation, number: int, root: Path, taken: set[str]) -> str:
@@ -171,15 +175,8 @@ def convert(annotations: Annotations, out: str | Path, *, margin: float = 0.25, 
             split = "test" if index in test_photos else "train"
             names, points, sources = splits[split]
             for number, face in faces:
-                extent = float((face.points.max(0) - face.points.min(0)).max())
-                if num_points > 1 and extent < 1:
-                    problems.append(f"{face.source or photo.source}: face {number}: its {num_points} points span "
-                                    f"{extent:.2g} px: not a face's shape")
-                    continue
-                far = _far_outside(face.points, image.original_size)
-                if far:
-                    problems.append(f"{face.source or photo.source}: face {number}: {far} points lie further outside the "
-                                    f"{image.original_size[0]}x{image.original_size[1]} photo than the face is large")
+                if problem := _shape_problem(face.points, image.original_size):
+                    problems.append(f"{face.source or photo.source}: face {number}: {problem}")
                     continue
                 crop = crop_face(image.pixels, face.points, margin, max_side)
                 name = _crop_name(photo.image, face, number, root, taken)

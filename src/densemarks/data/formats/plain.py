@@ -17,11 +17,10 @@ faces:
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 
 from densemarks.core.errors import DataError
-from densemarks.data.formats.base import Annotations, FaceAnnotation, inside, parse_points
+from densemarks.data.formats.base import Annotations, FaceAnnotation, inside, parse_json, parse_points
 
 
 def _add(found: Annotations, root: Path, name, points, box, where: str) -> None:
@@ -76,12 +75,7 @@ def read_plain_csv(source: Path, images: Path | None = None) -> Annotations:
 
 def read_plain_json(source: Path, images: Path | None = None) -> Annotations:
     source = Path(source)
-    try:
-        data = json.loads(_read_text(source))
-    except json.JSONDecodeError as exc:
-        raise DataError(source, f"not valid JSON: {exc}") from None
-    except RecursionError:
-        raise DataError(source, "not valid JSON: nested too deeply") from None
+    data = parse_json(_read_text(source), source)
     found = Annotations()
     root = Path(images) if images is not None else source.parent
     if isinstance(data, dict):

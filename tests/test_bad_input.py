@@ -261,6 +261,35 @@ def test_checkpoints_that_are_not_usable(trained68, faces68, tmp_path):
     assert not (tmp_path / "m.onnx").exists() and not (tmp_path / "p.csv").exists()
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("edit, words", [
+    (lambda s: s["config"].__setitem__("decoder_channels", -3), "config: decoder_channels=-3: allowed >= 1"),
+    (lambda s: s["config"]["augment"].__setitem__("size", [0, 0]), "augment.size=[0, 0]: allowed two sizes"),
+    (lambda s: s["config"].__setitem__("lr", float("nan")), "lr=nan: expected a finite number"),
+    (lambda s: s["config"]["augment"].__setitem__("normalize", "x"), "augment.normalize='x': expected true or false"),
+    (lambda s: s["config"].__setitem__("head", "evil"), "head='evil' is not one of"),
+    (lambda s: s["config"].__setitem__("augment", [1]), "config: not a mapping"),
+    (lambda s: s.__setitem__("model", [1]), "model, scheme, framing, split or metrics is not a mapping"),
+    (lambda s: s.__setitem__("scheme", None), "model, scheme, framing, split or metrics is not a mapping"),
+    (lambda s: s["framing"].__setitem__("region", [0, 0, float("nan"), 1]), "framing holds NaN"),
+    (lambda s: s["framing"].__setitem__("size", [0, 160]), "must be positive"),
+    (lambda s: s["split"].__setitem__("val_rows", [0, 0]), "validation rows are not distinct rows"),
+    (lambda s: s["split"].__setitem__("val_rows", [10 ** 6]), "validation rows are not distinct rows"),
+])
+def test_edited_checkpoints_are_refused_on_load(trained68, tmp_path, edit, words):
+    """A checkpoint whose stored config, scheme or framing was edited or damaged is checked
+    like a recipe when it is read: one line naming the key, never a model with -3 channels."""
+    import torch
+
+    from densemarks.inference.checkpoint import Checkpoint
+    state = torch.load(trained68 / "best.pt", weights_only=True)
+    edit(state)
+    torch.save(state, tmp_path / "edited.pt")
+    with pytest.raises(DataError) as caught:
+        Checkpoint.load(tmp_path / "edited.pt")
+    assert words in str(caught.value) and "damaged densemarks checkpoint" in str(caught.value)
+
+
 @pytest.mark.parametrize("cell, words", [
     ("[" + "9" * 5000 + "]", "not a list of integers"), ("[" * 60000 + "]" * 60000, "not a list of integers"),
     ("[" * 100000 + "]" * 100000, "field larger than field limit"),

@@ -96,6 +96,8 @@ def _corrupt(points: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 @pytest.mark.slow
 def test_kfold_clean_analyze(synth68, tmp_path):
+    import torch
+
     data = tmp_path / "data"
     shutil.copytree(synth68 / "train", data / "train")
     table = read_landmarks(data / "train" / "landmarks.csv", cache=False)
@@ -119,6 +121,14 @@ def test_kfold_clean_analyze(synth68, tmp_path):
     assert (tmp_path / "again.csv").read_bytes() == (tmp_path / "kf" / "oof.csv").read_bytes()
     one_line_error(run("merge-folds", tmp_path / "kf" / "fold0", tmp_path / "kf" / "fold0",
                        "--out", tmp_path / "x.csv"), "missing [1, 2]")
+    # fold 1's checkpoint edited to validate fold 0's faces: refused, not merged into empty rows
+    shutil.copytree(tmp_path / "kf" / "fold1", tmp_path / "edited")
+    state = torch.load(tmp_path / "edited" / "last.pt", weights_only=True)
+    state["split"]["val_rows"] = torch.load(tmp_path / "kf" / "fold0" / "last.pt", weights_only=True)["split"]["val_rows"]
+    torch.save(state, tmp_path / "edited" / "last.pt")
+    one_line_error(run("merge-folds", tmp_path / "kf" / "fold0", tmp_path / "edited", tmp_path / "kf" / "fold2",
+                       "--out", tmp_path / "x.csv"), "do not cover the")
+    assert not (tmp_path / "x.csv").exists()
 
     # The finder, from shapes alone and with out-of-fold predictions (here: the clean labels
     # plus noise, standing in for a good model), puts the corrupted faces first.

@@ -51,8 +51,18 @@ class Framing:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Framing":
-        return cls(np.asarray(d["mean_shape"], dtype=np.float64), tuple(float(v) for v in d["region"]),
-                   (int(d["size"][0]), int(d["size"][1])))
+        """ValueError when the stored numbers could not frame a face (a damaged checkpoint)."""
+        framing = cls(np.asarray(d["mean_shape"], dtype=np.float64), tuple(float(v) for v in d["region"]),
+                      (int(d["size"][0]), int(d["size"][1])))
+        if framing.mean_shape.ndim != 2 or framing.mean_shape.shape[1] != 2 or len(framing.region) != 4:
+            raise ValueError(f"framing: mean shape {framing.mean_shape.shape} and region of {len(framing.region)} "
+                             "numbers, expected (K, 2) and 4")
+        if not (np.isfinite(framing.mean_shape).all() and np.isfinite(framing.region).all()):
+            raise ValueError("framing holds NaN or infinite numbers")
+        if min(framing.size) < 1 or min(framing.region[2:]) <= 0:
+            raise ValueError(f"framing: input size {list(framing.size)} and region size "
+                             f"{list(framing.region[2:])} must be positive")
+        return framing
 
     def mean_face(self) -> np.ndarray:
         """The mean face undistorted: input pixels scaled back by the crop's stretch (K, 2)."""

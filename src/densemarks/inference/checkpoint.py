@@ -47,8 +47,14 @@ class Split:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Split":
-        return cls(int(d["folds"]), int(d["fold"]), int(d["split_seed"]),
-                   np.asarray(d["val_rows"], dtype=np.int64), int(d["faces"]))
+        """ValueError when the rows could not be a split of `faces` (a damaged checkpoint)."""
+        split = cls(int(d["folds"]), int(d["fold"]), int(d["split_seed"]),
+                    np.asarray(d["val_rows"], dtype=np.int64), int(d["faces"]))
+        rows = split.val_rows
+        if rows.ndim != 1 or (len(rows) and (rows.min() < 0 or rows.max() >= split.faces)) or \
+                len(np.unique(rows)) != len(rows):
+            raise ValueError(f"split: validation rows are not distinct rows of its {split.faces} faces")
+        return split
 
 
 @dataclass(frozen=True)
@@ -122,6 +128,14 @@ class Checkpoint:
         if not isinstance(state, dict) or state.get("format") != FORMAT or \
                 not all(k in state for k in ("model", "config", "scheme", "epoch")):
             raise DataError(path, "not a densemarks checkpoint (missing format, model, config or scheme)")
+        if not (isinstance(state["model"], dict) and isinstance(state["scheme"], dict) and
+                all(isinstance(state.get(key) or {}, dict) for key in ("framing", "split", "metrics"))):
+            raise DataError(path, "damaged densemarks checkpoint (its model, scheme, framing, split or metrics "
+                                  "is not a mapping)")
+        try:
+            config = cfg.from_dict(state["config"], "config")
+        except DataError as exc:
+            raise DataError(path, f"damaged densemarks checkpoint ({exc.message})") from None
         try:
             resume = None
             if "optimizer" in state:
@@ -129,7 +143,7 @@ class Checkpoint:
                                      state.get("history", []), float(state["best_metric"]),
                                      int(state["best_epoch"]), state.get("training_model"),
                                      int(state.get("ema_updates", 0)))
-            return cls(config=cfg.from_dict(state["config"]), scheme=LandmarkScheme.from_dict(state["scheme"]),
+            return cls(config=config, scheme=LandmarkScheme.from_dict(state["scheme"]),
                        model=state["model"], epoch=int(state["epoch"]),
                        framing=Framing.from_dict(state["framing"]) if state.get("framing") else None,
                        split=Split.from_dict(state["split"]) if state.get("split") else None,

@@ -315,12 +315,18 @@ def to_dict(config: TrainConfig) -> dict:
     return data
 
 
-def from_dict(data: dict) -> TrainConfig:
+def from_dict(data: dict, source: str = "config") -> TrainConfig:
+    """A stored config (a checkpoint's), checked like a recipe: types, choices and ranges, so a
+    damaged or edited one is a one-line DataError, not a model built with -3 channels. Keys
+    this version no longer has are left out; keys it gained since take their defaults."""
+    if not isinstance(data, dict) or not isinstance(data.get("augment", {}), dict):
+        raise DataError(None, f"{source}: not a mapping of keys to values")
     data = dict(data)
     data.setdefault("simcc_axes", "shared")  # checkpoints from before the option: their last layer read all features
-    augment = AugmentConfig(**{**data.pop("augment", {})})
-    known = _fields(TrainConfig)
-    return TrainConfig(augment=augment, **{k: v for k, v in data.items() if k in known})
+    known, known_augment = _fields(TrainConfig), _fields(AugmentConfig)
+    flat = {k: v for k, v in data.items() if k in known and k != "augment"}
+    flat.update({f"augment.{k}": v for k, v in data.get("augment", {}).items() if k in known_augment})
+    return apply_overrides(TrainConfig(), flat, source)
 
 
 def parse_duration(text: str) -> float | None:

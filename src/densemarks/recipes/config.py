@@ -259,13 +259,19 @@ def load_recipe(name_or_path: str) -> TrainConfig:
     data = _read_recipe_yaml(path)
     if not isinstance(data, dict):
         raise DataError(path, "a recipe is a mapping of keys to values")
+    return apply_overrides(TrainConfig(), _flatten(data), str(path))
+
+
+def _flatten(data: dict) -> dict:
+    """A recipe's or checkpoint's nested mapping as dotted keys: {"augment": {"size": ..}} ->
+    {"augment.size": ..}, the form `apply_overrides` takes."""
     flat = {}
     for key, value in data.items():
         if key == "augment" and isinstance(value, dict):
             flat.update({f"augment.{k}": v for k, v in value.items()})
         else:
             flat[key] = value
-    return apply_overrides(TrainConfig(), flat, str(path))
+    return flat
 
 
 RECIPE_MAX_BYTES = 64 * 1024  # a recipe is a few dozen keys
@@ -323,10 +329,8 @@ def from_dict(data: dict, source: str = "config") -> TrainConfig:
         raise DataError(None, f"{source}: not a mapping of keys to values")
     data = dict(data)
     data.setdefault("simcc_axes", "shared")  # checkpoints from before the option: their last layer read all features
-    known, known_augment = _fields(TrainConfig), _fields(AugmentConfig)
-    flat = {k: v for k, v in data.items() if k in known and k != "augment"}
-    flat.update({f"augment.{k}": v for k, v in data.get("augment", {}).items() if k in known_augment})
-    return apply_overrides(TrainConfig(), flat, source)
+    known = set(_fields(TrainConfig)) - {"augment"} | {f"augment.{k}" for k in _fields(AugmentConfig)}
+    return apply_overrides(TrainConfig(), {k: v for k, v in _flatten(data).items() if k in known}, source)
 
 
 def parse_duration(text: str) -> float | None:

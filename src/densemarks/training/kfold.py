@@ -53,11 +53,11 @@ def merge_out_of_fold(runs: list[Path], out: str | Path) -> int:
         missing = sorted(set(range(first.folds)) - set(seen))
         repeated = sorted({f for f in seen if seen.count(f) > 1})
         raise DataError(None, f"folds of {first.folds}: missing {missing}, repeated {repeated}")
-    # Each fold's table goes straight to its rows: memory is the merged table and one fold.
     covered = np.bincount(np.concatenate([s.val_rows for s in splits]), minlength=first.faces)
     if (covered != 1).any():
         raise DataError(None, f"the folds' validation rows do not cover the {first.faces} faces once each "
                         f"({int((covered == 0).sum())} faces in no fold, {int((covered > 1).sum())} in several)")
+    # Each fold's table goes straight to its rows: memory is the merged table and one fold.
     names, points = np.empty(first.faces, dtype=object), None
     for split, path in zip(splits, predictions):
         table = read_landmarks(path, cache=False)

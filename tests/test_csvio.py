@@ -73,6 +73,9 @@ HEADER = "file_name\tPoint_0_X\tPoint_0_Y\tPoint_1_X\tPoint_1_Y\n"
 @pytest.mark.parametrize("body, line, words", [
     ("a.jpg\t1\t2\t3\t4\nb.jpg\t1\t2\t3\n", 3, "4 columns, expected 5"),
     ("a.jpg\t1\t2\t3\t4\nb.jpg\t1\tx\t3\t4\n", 3, "Point_0_Y is 'x', not a number"),
+    # Python's float reads these two; the CSV parsers do not, so the line must still be found.
+    ("a.jpg\t1\t2\t3\t4\nb.jpg\t1\t1_2\t3\t4\n", 3, "Point_0_Y is '1_2', not a number"),
+    ("a.jpg\t1\t2\t3\t4\nb.jpg\t1\t2\t\u0663\t4\n", 3, "Point_1_X is '\u0663', not a number"),
     ("a.jpg\t1\t2\t3\t4\nb.jpg\t1\t2\tnan\t4\n", 3, "Point_1_X is nan"),
     ("a.jpg\t1\t2\t3\t4\nb.jpg\t1\t2\t\t4\n", 3, "empty cell in column Point_1_X"),
     ("a.jpg\t1\t2\t3\t4\nb.jpg\t1\t2\t3\t4\na.jpg\t1\t2\t3\t4\n", 4, "duplicate file_name a.jpg"),

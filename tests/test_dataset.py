@@ -109,3 +109,12 @@ def test_sample_streams_depend_only_on_seed_epoch_and_index():
     assert SampleStreams(1)(0, 0).random(4).tolist() != draws[(0, 0)]
     long = SampleStreams(0)(0, 0).random(10_000)  # a long draw does not reach the next block
     assert not np.isin(draws[(0, 1)], long).any()
+
+
+def test_data_paths_that_are_not_a_training_folder_say_so(tmp_path):
+    (tmp_path / "landmarks.tsv").write_text("x")
+    with pytest.raises(DataError, match="landmarks.tsv: is a file: give the dataset folder"):
+        open_training_data(tmp_path / "landmarks.tsv")
+    (tmp_path / "data" / "train" / "landmarks.csv").mkdir(parents=True)  # not the dataset's own path
+    with pytest.raises(DataError, match=r"data/train/landmarks.csv: is a folder, not a CSV file"):
+        open_training_data(tmp_path / "data")

@@ -20,6 +20,7 @@ from densemarks.data.formats.base import FaceAnnotation, PhotoAnnotation, flip_f
 from densemarks.data.formats.coco import read_coco, write_coco
 from densemarks.data.formats.convert import convert, crop_face, read_sources, to_photo_pixels
 from densemarks.data.formats.dlib_xml import read_dlib_xml, write_dlib_xml
+from densemarks.data.formats.export import photos_from_predictions
 from densemarks.data.formats.plain import read_plain_csv, read_plain_json
 from densemarks.data.formats.pts import read_pts, read_pts_file, write_pts, write_pts_file
 from densemarks.data.formats.wflw import read_wflw
@@ -82,6 +83,14 @@ def test_broken_pts_files_say_what_is_wrong(tmp_path, text, words):
     assert str(path) in str(caught.value)
     for word in words:
         assert word in str(caught.value)
+
+
+def test_pts_export_refuses_two_photos_of_one_name_before_writing(tmp_path):
+    face = FaceAnnotation(np.array([[1.0, 2.0], [3.0, 4.0]]))
+    photos = [PhotoAnnotation(tmp_path / "a" / "img.jpg", [face], "x"), PhotoAnnotation(tmp_path / "b" / "img.png", [face], "y")]
+    with pytest.raises(DataError, match=r"img.pts: faces of both .*a/img.jpg and .*b/img.png"):
+        write_pts(photos, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
 
 
 def test_pts_folder_with_several_faces_and_broken_files(synth68, tmp_path):
@@ -194,6 +203,35 @@ def test_coco_category_names_give_flip_and_skeleton_lines(tmp_path):
         read_coco(tmp_path / "k.json", category="cat")
 
 
+@pytest.mark.parametrize("edit, words", [
+    (lambda d: d["categories"][0].update(skeleton=[[1, 2, 3]]), "skeleton must be a list of [a, b] pairs"),
+    (lambda d: d["categories"][0].update(skeleton=[["a", "b"]]), "skeleton must be a list of [a, b] pairs"),
+    (lambda d: d["categories"][0].update(skeleton=5), "skeleton must be a list of [a, b] pairs"),
+    (lambda d: d["categories"][0].update(keypoints="abc"), "keypoints must be a list of names"),
+    # Which photo would image 7's faces be on? Not silently the last one listed.
+    (lambda d: d["images"].append({"id": 7, "file_name": "y.jpg"}), "images[1]: id 7 is also the id of 'x.jpg'"),
+])
+def test_coco_files_with_broken_categories_or_images_are_refused(tmp_path, edit, words):
+    data = {"images": [{"id": 7, "file_name": "x.jpg"}],
+            "categories": [{"id": 3, "name": "face3", "keypoints": ["a", "b", "c"], "skeleton": [[1, 2]]}],
+            "annotations": [{"image_id": 7, "category_id": 3, "keypoints": [5, 5, 2, 3, 3, 2, 7, 3, 2]}]}
+    edit(data)
+    (tmp_path / "k.json").write_text(json.dumps(data))
+    with pytest.raises(DataError) as err:
+        read_coco(tmp_path / "k.json")
+    assert words in str(err.value) and "k.json" in str(err.value)
+
+
+def test_coco_ids_that_are_not_numbers_or_names_are_problems_not_tracebacks(tmp_path):
+    data = {"images": [{"id": [1], "file_name": "x.jpg"}, {"id": 7, "file_name": "y.jpg"}],
+            "categories": [{"id": 3, "name": "face3", "keypoints": ["a", "b", "c"]}],
+            "annotations": [{"image_id": [1], "category_id": 3, "keypoints": [5, 5, 2, 3, 3, 2, 7, 3, 2]},
+                            {"image_id": 7, "category_id": 3, "keypoints": [5, 5, 2, 3, 3, 2, 7, 3, 2]}]}
+    (tmp_path / "k.json").write_text(json.dumps(data))
+    found = read_coco(tmp_path / "k.json")
+    assert found.faces == 1 and "annotations[0]: image_id [1] is not in 'images'" in found.problems[0]
+
+
 def test_plain_csv_and_json(tmp_path):
     (tmp_path / "p.csv").write_text("image,face,x0,y0,x1,y1,x2,y2\na.jpg,1,1,2,3,4,5,6\na.jpg,2,7,8,9,10,11,12\n"
                                     "b.jpg,1,1,2,3\nc.jpg,1,1,2,3,nan,5,6\n")
@@ -282,6 +320,9 @@ def test_hostile_annotation_files_give_one_line_errors_or_problems(tmp_path):
     (tmp_path / "h.csv").write_text("image,x0,y0\n")
     with pytest.raises(DataError, match="no rows after the header"):
         read_plain_csv(tmp_path / "h.csv")
+    (tmp_path / "big.csv").write_text('image,x0,y0\na.jpg,"' + "1" * 200000 + '",2\n')
+    with pytest.raises(DataError, match=r"big.csv, line 2: cannot parse: field larger than field limit"):
+        read_plain_csv(tmp_path / "big.csv")
     parts = "".join(f"<part name='{n}' x='{i}' y='{i}'/>" for i, n in enumerate(["00", "01", "01"]))
     (tmp_path / "d.xml").write_text(f"<dataset><images><image file='a.jpg'><box top='0' left='0' width='9' "
                                     f"height='9'>{parts}</box></image></images></dataset>")
@@ -325,3 +366,17 @@ def test_pts_folder_converts_trains_predicts_and_exports_on_the_cli(synth68, tmp
     one_line_error(run_cli("convert", tmp_path / "nothing.xyz", "--out", tmp_path / "o2", check=False), "nothing.xyz")
     one_line_error(run_cli("export-points", tmp_path / "preds.csv", "--format", "yaml", "--out", tmp_path / "o3", check=False),
                    "unknown export format", "pts")
+
+
+@pytest.mark.parametrize("text, words", [
+    ("{", "cannot read detect's JSON"),
+    ('{"a": 1}', "expected the list"),
+    ('[{"file": "a.jpg"}]', "photo 0: expected an object with 'file' and 'faces'"),
+    ('[{"file": "a.jpg", "faces": [[1, 2]]}]', "photo 0: expected faces as objects with 'box' and 'points'"),
+    ('[{"file": "a.jpg", "faces": [{"box": [1, 2, 3], "points": [[1, 2]]}]}]', "3 coordinates: not x, y pairs"),
+])
+def test_detect_json_that_export_points_cannot_read(tmp_path, text, words):
+    (tmp_path / "d.json").write_text(text)
+    with pytest.raises(DataError) as err:
+        photos_from_predictions(tmp_path / "d.json")
+    assert words in str(err.value) and "d.json" in str(err.value)

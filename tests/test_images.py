@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import struct
+import zlib
+
 import numpy as np
 import pytest
 from PIL import Image
 
 from densemarks.core.errors import DataError
-from densemarks.data.images import load_image
+from densemarks.data.images import image_size, load_image
 
 
 def _gradient(w=40, h=30):
@@ -80,3 +83,27 @@ def test_broken_files(tmp_path):
     with pytest.raises(DataError, match="cannot decode") as err:
         load_image(tmp_path / "cut.jpg")
     assert "cut.jpg" in str(err.value)
+
+
+def _png_claiming(path, width, height):
+    """A PNG whose header claims width x height pixels (its data holds a few rows only)."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+                     + chunk(b"IDAT", zlib.compress(b"\0" * (3 * width + 1) * 2)) + chunk(b"IEND", b""))
+
+
+def test_images_claiming_too_many_pixels_are_refused_before_decoding(tmp_path):
+    bomb = tmp_path / "bomb.png"
+    _png_claiming(bomb, 60000, 60000)
+    with pytest.raises(DataError, match="60000x60000 pixels; the limit is"):
+        load_image(bomb)
+    # The header read of `info` and `analyze` too, past Pillow's own limit: not its exception.
+    with pytest.raises(DataError, match=r"bomb.png.*more pixels than Pillow allows"):
+        image_size(bomb)
+    gif = tmp_path / "wide.gif"  # no header reader of ours: Pillow's size, over the limit
+    Image.new("P", (4, 4)).save(gif)
+    gif.write_bytes(gif.read_bytes()[:6] + struct.pack("<HH", 65535, 65535) + gif.read_bytes()[10:])
+    with pytest.raises(DataError, match="the limit is"):
+        load_image(gif)

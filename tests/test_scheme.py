@@ -10,7 +10,7 @@ import pytest
 from densemarks.data.csvio import read_landmarks
 from densemarks.core.errors import DataError
 from densemarks.data.scheme import (LandmarkScheme, check_flip_index, derive_flip_index, known_scheme,
-                               read_flip_index, resolve_scheme)
+                               read_flip_index, read_scheme_file, resolve_scheme)
 from densemarks.data.synth import make_layout
 
 from conftest import SHARED_300W
@@ -118,3 +118,15 @@ def test_keypoint_weights_take_pupils_and_need_named_regions():
     assert known_scheme(30).keypoint_weights(shape[:30]) is None  # one region, "all"
     layout = make_layout(971).scheme  # the synthetic faces' regions: eye_a, eye_b, mouth
     assert layout.keypoint_weights(np.random.default_rng(2).uniform(0, 100, (971, 2))) is not None
+
+
+@pytest.mark.parametrize("text, words", [
+    ("[1, 2]", "a JSON list, expected an object"),
+    ('{"flip_index": [0, 1]}', "no 'num_points' entry"),
+    ("{", "invalid scheme: Expecting property name"),
+])
+def test_scheme_files_that_are_not_a_scheme(tmp_path, text, words):
+    (tmp_path / "scheme.json").write_text(text)
+    with pytest.raises(DataError, match="scheme.json") as err:
+        read_scheme_file(tmp_path / "scheme.json", 2)
+    assert words in str(err.value)

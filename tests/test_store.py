@@ -12,7 +12,7 @@ from densemarks.data.augment import AugmentConfig, LandmarkTransform
 from densemarks.data.csvio import read_landmarks
 from densemarks.data.dataset import LandmarkDataset
 from densemarks.core.errors import DataError
-from densemarks.data.store import build_store, default_side, open_store
+from densemarks.data.store import build_store, default_side, open_store, store_dir
 
 
 @pytest.fixture()
@@ -56,3 +56,12 @@ def test_store_is_refused_after_the_csv_changes(train_dir):
 
 def test_default_side_leaves_room_for_zoom():
     assert default_side((224, 224)) == 288 and default_side((128, 128)) == 160
+
+
+def test_a_raw_store_larger_than_the_free_disk_is_refused_before_anything_is_written(train_dir):
+    names = read_landmarks(train_dir / "landmarks.csv").file_names
+    free = shutil.disk_usage(train_dir).free
+    side = int((free / (3 * len(names))) ** 0.5) + 16  # just over the free space
+    with pytest.raises(DataError, match=f"a raw store of {len(names)} images at {side} px takes .* GiB free"):
+        build_store(train_dir, names, side=side)
+    assert not store_dir(train_dir, side, "raw").exists()

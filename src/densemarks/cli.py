@@ -54,7 +54,7 @@ def synth(
 def info(
     data: Annotated[Path, typer.Option(help="Dataset folder (holding train/) or a train folder.")],
     flip_index: Annotated[Optional[Path], typer.Option(help="Flip index file overriding the derived one.")] = None,
-    sample: Annotated[int, typer.Option(help="Images whose size is read for the summary.")] = 2000,
+    sample: Annotated[int, typer.Option(min=1, help="Images whose size is read for the summary.")] = 2000,
 ):
     """Summarise a dataset: faces, points, scheme, image sizes, points outside the image."""
     from densemarks.analysis.summary import print_summary, summarise
@@ -186,7 +186,7 @@ def _score_text(m) -> str:
 @app.command()
 def preprocess(
     data: Annotated[Path, typer.Option(help="Dataset folder holding train/ (or a train folder).")],
-    side: Annotated[Optional[int], typer.Option(min=16, help="Longest stored side in pixels (default: 1.25 x the recipe's input).")] = None,
+    side: Annotated[Optional[int], typer.Option(min=16, max=8192, help="Longest stored side in pixels (default: 1.25 x the recipe's input).")] = None,
     recipe: Annotated[str, typer.Option(help="Recipe whose input size sets the default side.")] = "seed",
     format: Annotated[str, typer.Option("--format", help="raw (a memory map, no decoding) or jpeg (re-encoded, compact): data.store.FORMATS.")] = "raw",
     threads: Annotated[int, typer.Option(min=1, help="Decoding threads.")] = 2,

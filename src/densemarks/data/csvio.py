@@ -190,7 +190,7 @@ def point_columns(num_points: int) -> list[str]:
 @plain_text
 def read_header(path: Path) -> list[str]:
     if not path.is_file():
-        raise DataError(path, "file not found")
+        raise DataError(path, "is a folder, not a CSV file" if path.is_dir() else "file not found")
     with open(path, newline="", encoding="utf-8") as f:
         header = next(csv.reader(f, delimiter="\t"), None)
     if not header or not any(h.strip() for h in header):
@@ -430,7 +430,11 @@ def _diagnose_rows(path: Path, num_columns: int) -> None:
             if len(row) != num_columns:
                 raise DataError(path, f"{len(row)} columns, expected {num_columns}", line=line)
             for name, cell in zip(header, row[1:]):
+                # The fast parsers read ASCII numbers without digit separators; Python's float
+                # also takes '1_2' and other scripts' digits, which they refuse.
                 try:
+                    if not cell.isascii() or "_" in cell:
+                        raise ValueError(cell)
                     float(cell)
                 except ValueError:
                     raise DataError(path, f"{name} is {cell!r}, not a number", line=line) from None

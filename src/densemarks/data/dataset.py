@@ -43,7 +43,12 @@ class TrainingData:
 def train_folder(path: str | Path) -> Path:
     """A dataset folder holding train/ gives its train/; a train folder gives itself."""
     path = Path(path)
-    return path / "train" if (path / "train" / "landmarks.csv").is_file() else path
+    if path.is_file():
+        raise DataError(path, "is a file: give the dataset folder (holding train/) or its train folder")
+    if (path / "train" / "landmarks.csv").is_file():
+        return path / "train"
+    # Neither holds a landmarks.csv: the error names the one in train/ when there is a train/.
+    return path / "train" if (path / "train").is_dir() and not (path / "landmarks.csv").exists() else path
 
 
 def open_training_data(path: str | Path, *, flip_index_file: str | Path | None = None,

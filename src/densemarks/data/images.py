@@ -84,9 +84,12 @@ def _check_pixels(path, data: bytes) -> None:
         except Exception:  # not an image Pillow knows: the decoders say what is wrong
             return
     if size is None or size[0] * size[1] > MAX_PIXELS:
-        claimed = f"{size[0]}x{size[1]} pixels" if size else "more pixels than Pillow allows"
-        raise DataError(path, f"image has {claimed}; the limit is {MAX_PIXELS:,} "
-                              "(set DENSEMARKS_MAX_PIXELS to raise it)")
+        raise _too_large(path, size)
+
+
+def _too_large(path, size: tuple[int, int] | None) -> DataError:
+    claimed = f"{size[0]}x{size[1]} pixels" if size else "more pixels than Pillow allows"
+    return DataError(path, f"image has {claimed}; the limit is {MAX_PIXELS:,} (set DENSEMARKS_MAX_PIXELS to raise it)")
 
 
 _SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
@@ -194,6 +197,8 @@ def image_size(path) -> tuple[int, int]:
         raise DataError(path, "image file not found") from None
     except UnidentifiedImageError:
         raise DataError(path, "not an image file (or a format Pillow cannot read)") from None
+    except Image.DecompressionBombError:
+        raise _too_large(path, None) from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise DataError(path, f"cannot read image header: {exc}") from None
 

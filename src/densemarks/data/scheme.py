@@ -211,11 +211,17 @@ def read_scheme_file(path: Path, num_points: int) -> LandmarkScheme | None:
         return None
     try:
         data = json.loads(path.read_text())
+        if not isinstance(data, dict):
+            raise ValueError(f"a JSON {type(data).__name__}, expected an object (num_points, flip_index, ...)")
         if int(data["num_points"]) != num_points:
             raise ValueError(f"num_points {data['num_points']} but the data has {num_points}")
         return LandmarkScheme.from_dict(data)
-    except (ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:
+    except KeyError as exc:
+        raise DataError(path, f"invalid scheme: no {exc} entry") from None
+    except (ValueError, TypeError, json.JSONDecodeError) as exc:
         raise DataError(path, f"invalid scheme: {exc}") from None
+    except OSError as exc:
+        raise DataError(path, f"cannot read: {exc.strerror}") from None
     except RecursionError:
         raise DataError(path, "invalid scheme: nested too deeply") from None
 

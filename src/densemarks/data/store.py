@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,8 +62,12 @@ def build_store(train_dir: Path, names: np.ndarray, side: int, fmt: str = "raw",
     if fmt not in FORMATS:
         raise DataError(None, f"unknown store format {fmt!r}; choose raw or jpeg")
     folder = store_dir(train_dir, side, fmt)
-    folder.mkdir(parents=True, exist_ok=True)
     n = len(names)
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if fmt == "raw" and (need := n * side * side * 3) > (free := shutil.disk_usage(existing).free):
+        raise DataError(folder, f"a raw store of {n:,} images at {side} px takes {need / 2 ** 30:,.1f} GiB and the "
+                                f"disk has {free / 2 ** 30:,.1f} GiB free: choose a smaller --side or --format jpeg")
+    folder.mkdir(parents=True, exist_ok=True)
     sizes = np.zeros((n, 2), np.int64)  # original (w, h)
     shapes = np.zeros((n, 2), np.int64)  # stored (w, h)
     boxes = np.zeros((n, 4), np.float64)  # black-border box, original pixels

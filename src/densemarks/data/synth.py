@@ -36,6 +36,7 @@ _TEMPLATE_971 = [
     ("mouth", 32, "segments4"), ("pupil", 1, "pair"),
 ]
 MIN_POINTS = 24
+MAX_POINTS = 20_000  # 20x the competition's; the layout and CSVs grow with K
 TEST_POINTS_PER_IMAGE = 30
 # Image sizes as in shared/docs/competition.md: crops of roughly 125x175 to 470x360 px in
 # portrait aspect (render_face), some above 1300 px (these), most with black borders (_finish).
@@ -55,6 +56,8 @@ def make_layout(num_points: int) -> Layout:
     """The 971-point layout scaled to K points (exactly the competition's at K = 971)."""
     if num_points < MIN_POINTS:
         raise DataError(None, f"--points {num_points}: synthetic faces need at least {MIN_POINTS}")
+    if num_points > MAX_POINTS:
+        raise DataError(None, f"--points {num_points}: synthetic faces have at most {MAX_POINTS:,}")
     scale = (num_points - 2) / 969
     counts = {name: max(2 if name in ("eye", "mouth") else 1, round(n * scale))
               for name, n, _ in _TEMPLATE_971}

@@ -68,14 +68,11 @@ def read_coco(source: Path, images: Path | None = None, category: str | None = N
     found = Annotations()
     if not whole_body:
         chosen = _keypoint_category(data, source, category)
-        names = [str(n) for n in chosen.get("keypoints", [])]
-        lines = [(int(a) - 1, int(b) - 1) for a, b in chosen.get("skeleton", []) if 0 < int(a) <= len(names) and 0 < int(b) <= len(names)]
+        names = _keypoint_names(chosen, source)
+        lines = _skeleton(chosen, len(names), source)
         found.hint = SchemeHint(point_names=names or None, flip_index=flip_from_names(names) if names else None,
                                 lines=lines or None)
-    files = {}
-    for image in data["images"]:
-        if isinstance(image, dict) and "id" in image and "file_name" in image:
-            files[image["id"]] = image["file_name"]
+    files = _image_files(data, source)
     for number, ann in enumerate(data["annotations"]):
         where = f"{source}, annotations[{number}]"
         if not isinstance(ann, dict):
@@ -90,7 +87,7 @@ def read_coco(source: Path, images: Path | None = None, category: str | None = N
                 continue
             values, box_values = ann["keypoints"], ann.get("bbox")
         try:
-            if ann.get("image_id") not in files:
+            if not _is_id(ann.get("image_id")) or ann["image_id"] not in files:
                 raise DataError(where, f"image_id {ann.get('image_id')!r} is not in 'images'")
             triples = parse_numbers(values, where)
             if triples.size % 3:
@@ -108,6 +105,42 @@ def read_coco(source: Path, images: Path | None = None, category: str | None = N
     return found
 
 
+def _is_id(value) -> bool:
+    return isinstance(value, (int, str)) and not isinstance(value, bool)
+
+
+def _image_files(data: dict, source: Path) -> dict:
+    """Image id -> file name; an id given to two different files is an error (which file
+    would its faces be on?)."""
+    files = {}
+    for number, image in enumerate(data["images"]):
+        if isinstance(image, dict) and _is_id(image.get("id")) and "file_name" in image:
+            known = files.setdefault(image["id"], image["file_name"])
+            if known != image["file_name"]:
+                raise DataError(source, f"images[{number}]: id {image['id']!r} is also the id of {known!r}")
+    return files
+
+
+def _keypoint_names(category: dict, source: Path) -> list[str]:
+    names = category.get("keypoints") or []
+    if not isinstance(names, list):
+        raise DataError(source, f"category {category.get('name')!r}: keypoints must be a list of names")
+    return [str(n) for n in names]
+
+
+def _skeleton(category: dict, count: int, source: Path) -> list[tuple[int, int]]:
+    """The category's skeleton as 0-based point pairs (pairs naming no keypoint are dropped)."""
+    pairs = category.get("skeleton") or []
+    try:
+        if not isinstance(pairs, list) or not all(isinstance(p, list) and len(p) == 2 for p in pairs):
+            raise ValueError
+        pairs = [(int(a), int(b)) for a, b in pairs]
+    except (TypeError, ValueError):
+        raise DataError(source, f"category {category.get('name')!r}: skeleton must be a list of "
+                                "[a, b] pairs of 1-based keypoint numbers") from None
+    return [(a - 1, b - 1) for a, b in pairs if 0 < a <= count and 0 < b <= count]
+
+
 def write_coco(photos: list[PhotoAnnotation], out: Path, reference: Path | None = None,
                images_root: Path | None = None) -> int:
     """COCO keypoints of every face: results against `reference` (image ids by file name), or
@@ -116,7 +149,7 @@ def write_coco(photos: list[PhotoAnnotation], out: Path, reference: Path | None 
     faces = [(photo, face) for photo in photos for face in photo.faces]
     if reference is not None:
         data = _load(Path(reference))
-        ids = {str(Path(i["file_name"])): i["id"] for i in data["images"] if isinstance(i, dict) and "file_name" in i}
+        ids = {str(Path(str(name))): i for i, name in _image_files(data, Path(reference)).items()}
         ids_by_name = {Path(name).name: i for name, i in ids.items()}
         category = _keypoint_category(data, Path(reference), None)["id"]
         results = []

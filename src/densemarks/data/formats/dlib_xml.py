@@ -36,7 +36,7 @@ def _number(element, key: str, where: str) -> float:
 
 
 def _part_order(name: str):
-    return (0, int(name), "") if name.isdigit() else (1, 0, name)
+    return (0, int(name), "") if name.isascii() and name.isdigit() else (1, 0, name)
 
 
 def read_dlib_xml(source: Path, images: Path | None = None) -> Annotations:

@@ -59,8 +59,10 @@ def _photos_from_detect(path: Path) -> list[PhotoAnnotation]:
         where = f"{path}, photo {number}"
         if not isinstance(record, dict) or "file" not in record or not isinstance(record.get("faces"), list):
             raise DataError(where, "expected an object with 'file' and 'faces'")
-        faces = [FaceAnnotation(parse_points(f.get("points"), where),
-                                box=tuple(parse_points(f.get("box"), where, expected=2).reshape(-1)))
+        if not all(isinstance(f, dict) and "points" in f and "box" in f for f in record["faces"]):
+            raise DataError(where, "expected faces as objects with 'box' and 'points'")
+        faces = [FaceAnnotation(parse_points(f["points"], where),
+                                box=tuple(parse_points(f["box"], where, expected=2).reshape(-1)))
                  for f in record["faces"]]
         photos.append(PhotoAnnotation(Path(record["file"]), faces, where))
     return photos

@@ -109,12 +109,16 @@ def write_pts(photos: list[PhotoAnnotation], out: Path) -> int:
     """One `.pts` per face into the folder `out`: `stem.pts` for a photo with one face, else
     `stem_1.pts`, `stem_2.pts`, ... Returns the number of files written."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    written = 0
+    files: dict[str, tuple[Path, np.ndarray]] = {}
     for photo in photos:
         stem = Path(photo.image).stem
         for i, face in enumerate(photo.faces, start=1):
-            name = stem if len(photo.faces) == 1 else f"{stem}_{i}"
-            write_pts_file(out / f"{name}.pts", face.points)
-            written += 1
-    return written
+            name = f"{stem}.pts" if len(photo.faces) == 1 else f"{stem}_{i}.pts"
+            if name in files:  # photos of one name in different folders: checked before writing any
+                raise DataError(out / name, f"faces of both {files[name][0]} and {photo.image} would be "
+                                            "written to this file; export them in separate runs")
+            files[name] = (Path(photo.image), face.points)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, (_, points) in files.items():
+        write_pts_file(out / name, points)
+    return len(files)

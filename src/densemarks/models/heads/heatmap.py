@@ -91,10 +91,12 @@ def refined_argmax(maps: torch.Tensor, beta: float = 0.0, eps: float = 1e-6) -> 
     cy, cx = y.clamp(1, max(1, h - 2)), x.clamp(1, max(1, w - 2))
     if h < 3 or w < 3:
         return torch.stack([x, y], dim=-1).float()
-    logs = torch.log(flat.clamp_min(eps))
+    # The 3x3 neighbourhood in one gather, and the log of those 9 values only.
+    offsets = torch.tensor([dy * w + dx for dy in (-1, 0, 1) for dx in (-1, 0, 1)], device=maps.device)
+    logs = torch.log(flat.gather(2, (cy * w + cx).unsqueeze(-1) + offsets).clamp_min(eps))
 
     def at(dy: int, dx: int) -> torch.Tensor:
-        return logs.gather(2, ((cy + dy) * w + (cx + dx)).unsqueeze(-1)).squeeze(-1)
+        return logs[..., (dy + 1) * 3 + dx + 1]
 
     centre = at(0, 0)
     gx, gy = (at(0, 1) - at(0, -1)) / 2, (at(1, 0) - at(-1, 0)) / 2

@@ -63,7 +63,7 @@ def _text_source(path: Path) -> Path:
     return copy
 
 
-def csv_rows(reader, path: Path):
+def _rows(reader, path: Path):
     """A csv reader's rows; its own errors (a field over the size limit, a NUL byte) as DataError."""
     try:
         yield from reader
@@ -426,7 +426,7 @@ def _diagnose_rows(path: Path, num_columns: int) -> None:
         reader = csv.reader(f, delimiter="\t")
         next(reader)
         header = point_columns((num_columns - 1) // 2)
-        for line, row in enumerate(csv_rows(reader, path), start=2):
+        for line, row in enumerate(_rows(reader, path), start=2):
             if len(row) != num_columns:
                 raise DataError(path, f"{len(row)} columns, expected {num_columns}", line=line)
             for name, cell in zip(header, row[1:]):
@@ -506,7 +506,7 @@ def read_test_points(path: str | Path, num_points: int) -> RequestedPoints:
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.reader(f, delimiter="\t")
         next(reader)
-        for line, row in enumerate(csv_rows(reader, path), start=2):
+        for line, row in enumerate(_rows(reader, path), start=2):
             if len(row) != 2:
                 raise DataError(path, f"{len(row)} columns, expected 2", line=line)
             try:
@@ -569,7 +569,7 @@ def read_photo_faces(path: str | Path) -> PhotoFaces:
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.reader(f, delimiter="\t")
         next(reader)
-        for line, row in enumerate(csv_rows(reader, path), start=2):
+        for line, row in enumerate(_rows(reader, path), start=2):
             if len(row) != len(header):
                 raise DataError(path, f"{len(row)} columns, expected {len(header)}", line=line)
             try:

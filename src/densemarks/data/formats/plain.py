@@ -20,7 +20,6 @@ import csv
 from pathlib import Path
 
 from densemarks.core.errors import DataError
-from densemarks.data.csvio import csv_rows
 from densemarks.data.formats.base import Annotations, FaceAnnotation, inside, parse_json, parse_points
 
 
@@ -53,9 +52,7 @@ def read_plain_csv(source: Path, images: Path | None = None) -> Annotations:
     if not lines:
         raise DataError(source, "empty file")
     delimiter = max(",\t;", key=lines[0].count)
-    reader = csv.reader(lines, delimiter=delimiter)
-    rows = csv_rows(reader, source)  # the csv module's errors as DataError naming the line
-    header = [h.strip() for h in next(rows)]
+    header = [h.strip() for h in next(_rows(source, [lines[0]], delimiter, 1))[1]]
     face_column = header.index("face") if "face" in header else None
     coordinates = [i for i in range(1, len(header)) if i != face_column]
     if not coordinates or len(coordinates) % 2:
@@ -63,7 +60,7 @@ def read_plain_csv(source: Path, images: Path | None = None) -> Annotations:
                         line=1)
     found = Annotations()
     root = Path(images) if images is not None else source.parent
-    for line_no, row in enumerate(rows, start=2):
+    for line_no, row in _rows(source, lines[1:], delimiter, 2):
         if not row:
             continue
         where = f"{source}, line {line_no}"
@@ -74,6 +71,17 @@ def read_plain_csv(source: Path, images: Path | None = None) -> Annotations:
     if len(lines) < 2:
         raise DataError(source, "no rows after the header (the first line is read as the header)")
     return found
+
+
+def _rows(source: Path, lines: list[str], delimiter: str, first_line: int):
+    """(line number, cells) of each line; the csv module's own errors (a field over its size
+    limit) as a DataError naming the line."""
+    reader = csv.reader(lines, delimiter=delimiter)
+    try:
+        for line_no, row in enumerate(reader, start=first_line):
+            yield line_no, row
+    except csv.Error as exc:
+        raise DataError(source, f"cannot parse: {exc}", line=first_line + reader.line_num - 1) from None
 
 
 def read_plain_json(source: Path, images: Path | None = None) -> Annotations:

@@ -123,6 +123,7 @@ def test_blocks_equal_the_whole_file(tmp_path, odd_row):
     ("file_name,Point_0_X,Point_0_Y\na.jpg,1,2\n", "tab-separated"),
     ("file_name\tPoint_0_X\tPoint_1_Y\n", "'Point_1_Y' where 'Point_0_Y'"),
     ("file_name\tPoint_0_X\n", "header has 2 columns"),
+    ('file_name\t"' + "P" * 200000 + '"\n', "line 1: cannot parse: field larger than field limit"),
 ])
 def test_bad_files(tmp_path, text, words):
     with pytest.raises(DataError, match=words):

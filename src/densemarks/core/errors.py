@@ -1,7 +1,10 @@
-"""The one exception type for bad input: the CLI prints it as a single line and exits non-zero."""
+"""The one exception type for bad input: the CLI prints it as a single line and exits non-zero;
+and the csv module's rows with its own errors turned into it."""
 
 from __future__ import annotations
 
+import csv
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 MAX_COORDINATE = 1e7  # pixels: no face crop or photo is this large; a larger number is a broken file
@@ -32,3 +35,14 @@ def _from_worker(text: str) -> str:
     """The original one-line message out of the traceback text a DataLoader worker sends."""
     found = [line[len(_PREFIX):] for line in text.splitlines() if line.startswith(_PREFIX)]
     return (found[-1] if found else text.splitlines()[-1]) + " (in a data loader process)"
+
+
+def csv_rows(lines: Iterable[str], path: str | Path, delimiter: str = ",", first_line: int = 1) -> Iterator[list[str]]:
+    """The csv module's rows of `lines` (a file or a list of lines, the first of them line
+    `first_line` of `path`); its own errors (a field over its size limit, a NUL byte) as a
+    DataError naming the line."""
+    reader = csv.reader(lines, delimiter=delimiter)
+    try:
+        yield from reader
+    except csv.Error as exc:
+        raise DataError(path, f"cannot parse: {exc}", line=first_line + reader.line_num - 1) from None

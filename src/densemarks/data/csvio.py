@@ -11,7 +11,6 @@ falls back to a line-by-line check that names the exact line and cell.
 from __future__ import annotations
 
 import contextlib
-import csv
 import functools
 import json
 import os
@@ -23,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from densemarks.core.errors import MAX_COORDINATE, DataError
+from densemarks.core.errors import MAX_COORDINATE, DataError, csv_rows
 from densemarks.data.fastcsv import WINDOW_BYTES, NotPlain, iter_plain, parse_plain
 from densemarks.core.fileio import atomic_path, cache_dir_for
 
@@ -61,14 +60,6 @@ def _text_source(path: Path) -> Path:
     with atomic_path(key_file) as tmp:
         tmp.write_text(json.dumps(key))
     return copy
-
-
-def _rows(reader, path: Path):
-    """A csv reader's rows; its own errors (a field over the size limit, a NUL byte) as DataError."""
-    try:
-        yield from reader
-    except csv.Error as exc:
-        raise DataError(path, f"cannot parse: {exc}", line=reader.line_num) from None
 
 
 def _non_utf8(path: Path) -> DataError:
@@ -192,7 +183,7 @@ def read_header(path: Path) -> list[str]:
     if not path.is_file():
         raise DataError(path, "is a folder, not a CSV file" if path.is_dir() else "file not found")
     with open(path, newline="", encoding="utf-8") as f:
-        header = next(csv.reader(f, delimiter="\t"), None)
+        header = next(csv_rows(f, path, delimiter="\t"), None)
     if not header or not any(h.strip() for h in header):
         raise DataError(path, "empty file: expected a tab-separated header", line=1)
     return header
@@ -423,10 +414,10 @@ def _check_unique_names(path: Path, names: np.ndarray) -> None:
 def _diagnose_rows(path: Path, num_columns: int) -> None:
     """Slow exact check used only after the fast parser failed: raises at the first bad line."""
     with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.reader(f, delimiter="\t")
-        next(reader)
+        rows = csv_rows(f, path, delimiter="\t")
+        next(rows)
         header = point_columns((num_columns - 1) // 2)
-        for line, row in enumerate(_rows(reader, path), start=2):
+        for line, row in enumerate(rows, start=2):
             if len(row) != num_columns:
                 raise DataError(path, f"{len(row)} columns, expected {num_columns}", line=line)
             for name, cell in zip(header, row[1:]):
@@ -504,9 +495,9 @@ def read_test_points(path: str | Path, num_points: int) -> RequestedPoints:
                         line=1)
     names, lists = [], []
     with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.reader(f, delimiter="\t")
-        next(reader)
-        for line, row in enumerate(_rows(reader, path), start=2):
+        rows = csv_rows(f, path, delimiter="\t")
+        next(rows)
+        for line, row in enumerate(rows, start=2):
             if len(row) != 2:
                 raise DataError(path, f"{len(row)} columns, expected 2", line=line)
             try:
@@ -567,9 +558,9 @@ def read_photo_faces(path: str | Path) -> PhotoFaces:
     num_points = _check_landmark_header(path, [header[0], *header[2:]])
     names, faces, values, seen = [], [], [], {}
     with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.reader(f, delimiter="\t")
-        next(reader)
-        for line, row in enumerate(_rows(reader, path), start=2):
+        rows = csv_rows(f, path, delimiter="\t")
+        next(rows)
+        for line, row in enumerate(rows, start=2):
             if len(row) != len(header):
                 raise DataError(path, f"{len(row)} columns, expected {len(header)}", line=line)
             try:

@@ -16,10 +16,9 @@ faces:
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
-from densemarks.core.errors import DataError
+from densemarks.core.errors import DataError, csv_rows
 from densemarks.data.formats.base import Annotations, FaceAnnotation, inside, parse_json, parse_points
 
 
@@ -52,7 +51,7 @@ def read_plain_csv(source: Path, images: Path | None = None) -> Annotations:
     if not lines:
         raise DataError(source, "empty file")
     delimiter = max(",\t;", key=lines[0].count)
-    header = [h.strip() for h in next(_rows(source, [lines[0]], delimiter, 1))[1]]
+    header = [h.strip() for h in next(csv_rows([lines[0]], source, delimiter))]
     face_column = header.index("face") if "face" in header else None
     coordinates = [i for i in range(1, len(header)) if i != face_column]
     if not coordinates or len(coordinates) % 2:
@@ -60,7 +59,7 @@ def read_plain_csv(source: Path, images: Path | None = None) -> Annotations:
                         line=1)
     found = Annotations()
     root = Path(images) if images is not None else source.parent
-    for line_no, row in _rows(source, lines[1:], delimiter, 2):
+    for line_no, row in enumerate(csv_rows(lines[1:], source, delimiter, first_line=2), start=2):
         if not row:
             continue
         where = f"{source}, line {line_no}"
@@ -71,17 +70,6 @@ def read_plain_csv(source: Path, images: Path | None = None) -> Annotations:
     if len(lines) < 2:
         raise DataError(source, "no rows after the header (the first line is read as the header)")
     return found
-
-
-def _rows(source: Path, lines: list[str], delimiter: str, first_line: int):
-    """(line number, cells) of each line; the csv module's own errors (a field over its size
-    limit) as a DataError naming the line."""
-    reader = csv.reader(lines, delimiter=delimiter)
-    try:
-        for line_no, row in enumerate(reader, start=first_line):
-            yield line_no, row
-    except csv.Error as exc:
-        raise DataError(source, f"cannot parse: {exc}", line=first_line + reader.line_num - 1) from None
 
 
 def read_plain_json(source: Path, images: Path | None = None) -> Annotations:

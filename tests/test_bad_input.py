@@ -20,8 +20,11 @@ from densemarks.recipes.config import TrainConfig, apply_overrides, load_recipe
 BAD_VALUES = [
     ("lr", 0, "lr=0.0: allowed > 0"), ("lr", -1e-3, "allowed > 0"), ("lr", float("nan"), "expected a finite number"),
     ("lr", float("inf"), "expected a finite number"), ("lr", True, "expected a finite number"),
-    ("batch_size", 0, "batch_size=0: allowed >= 1"), ("batch_size", 2.5, "expected a whole number"),
-    ("workers", -1, "allowed >= 0"), ("threads", -2, "allowed >= 0"), ("epochs", 0, "epochs=0: allowed >= 1"),
+    ("batch_size", 0, "batch_size=0: allowed from 1 to 65536"), ("batch_size", 2.5, "expected a whole number"),
+    ("workers", -1, "from 0 to 256"), ("workers", 100000, "from 0 to 256"), ("threads", -2, "from 0 to 1024"),
+    ("threads", 10**20, "from 0 to 1024"), ("batch_size", 10**23, "from 1 to 65536"), ("epochs", 0, "epochs=0: allowed >= 1"),
+    ("seed", -1, "seed=-1: allowed from 0 to 4294967295"), ("seed", 10**20, "allowed from 0"),
+    ("split_seed", -1, "split_seed=-1: allowed from 0"),
     ("val_fraction", 0, "needs validation faces"), ("val_fraction", 1.5, "in (0, 1)"),
     ("ema", 1.0, "ema=1.0: allowed in [0, 1)"), ("grad_clip", -1, "allowed >= 0"), ("amp", 1, "expected true or false"),
     ("augment.flip_p", 2, "augment.flip_p=2.0: allowed in [0, 1]"), ("augment.size", [224], "list of 2 integers"),
@@ -131,6 +134,15 @@ def test_an_exclude_list_of_every_training_face_is_refused(few, tmp_path):
     result = run_cli("train", "--data", few, "--out", tmp_path / "run", "--recipe", "fast-cpu", *SMALL,
                      "--exclude", tmp_path / "all.txt", check=False)
     one_line_error(result, "--exclude lists all 20 training faces of this split: none is left to train on")
+
+
+def test_an_exclude_list_that_names_no_face_of_the_data_is_refused(few, tmp_path):
+    """A list for other data (or names with their folder) excluded nothing, silently."""
+    (tmp_path / "other.txt").write_text("images/0001.jpg\nsomeone_else.jpg\n")
+    result = run_cli("train", "--data", few, "--out", tmp_path / "run", "--recipe", "fast-cpu", *SMALL,
+                     "--exclude", tmp_path / "other.txt", check=False)
+    one_line_error(result, "--exclude: none of its 2 names is an image of ")
+    assert not (tmp_path / "run").exists()
 
 
 def test_splits_without_faces_on_one_side_are_refused():

@@ -94,6 +94,22 @@ def _png_claiming(path, width, height):
                      + chunk(b"IDAT", zlib.compress(b"\0" * (3 * width + 1) * 2)) + chunk(b"IEND", b""))
 
 
+def test_the_pixel_limit_comes_from_the_environment_and_is_checked(tmp_path, monkeypatch):
+    path = tmp_path / "a.png"
+    Image.new("RGB", (4, 4)).save(path)
+    monkeypatch.setenv("DENSEMARKS_MAX_PIXELS", "10")
+    with pytest.raises(DataError, match="4x4 pixels; the limit is 10 "):
+        load_image(path)
+    monkeypatch.setenv("DENSEMARKS_MAX_PIXELS", "lots")  # int() of it was a traceback at import
+    with pytest.raises(DataError, match="environment variable DENSEMARKS_MAX_PIXELS='lots': expected a whole number"):
+        load_image(path)
+    monkeypatch.setenv("DENSEMARKS_MAX_PIXELS", "0")
+    with pytest.raises(DataError, match="DENSEMARKS_MAX_PIXELS=0: expected at least 1"):
+        image_size(path)
+    monkeypatch.delenv("DENSEMARKS_MAX_PIXELS")
+    assert load_image(path).pixels.shape[:2] == (4, 4)
+
+
 def test_images_claiming_too_many_pixels_are_refused_before_decoding(tmp_path):
     bomb = tmp_path / "bomb.png"
     _png_claiming(bomb, 60000, 60000)

@@ -10,11 +10,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from densemarks.core.errors import DataError
 from densemarks.data.csvio import read_landmarks
 from densemarks.data.images import load_image
 from densemarks.analysis.metrics import per_face_nme
 from densemarks.data.augment import LandmarkTransform, sample_matrix, warp
 from densemarks.inference.checkpoint import Checkpoint
+from densemarks.inference.export import export_onnx
 from densemarks.inference.tta import TTA_MODES
 from densemarks.core.geometry import apply, box_to_frame, rotation, translation
 from densemarks.inference.predict import predict_folder, predict_images
@@ -189,6 +191,18 @@ def test_onnx_runtime_equals_torch(run_name, request, photo, tmp_path):
     for a, b in zip(torch_faces, onnx_faces):
         # 1e-3 of the 96 px crop, in photo pixels (the crops here are at most 4x larger)
         assert np.abs(b.points - a.points).max() < 1e-3 * 96 * 4
+
+
+def test_export_writes_the_opset_asked_for_or_nothing(trained68, tmp_path):
+    """torch's exporter wrote opset 18 when asked for one it cannot convert to, and said it had
+    written the file."""
+    import onnx
+    model = trained68 / "best.pt"
+    export_onnx(model, tmp_path / "a.onnx", opset=20)
+    assert [o.version for o in onnx.load(str(tmp_path / "a.onnx")).opset_import if o.domain == ""] == [20]
+    with pytest.raises(DataError, match="cannot write opset 40 .it wrote 18.; nothing written"):
+        export_onnx(model, tmp_path / "b.onnx", opset=40)
+    assert not (tmp_path / "b.onnx").exists()
 
 
 @pytest.mark.parametrize("tta", list(TTA_MODES))

@@ -9,7 +9,8 @@ import pytest
 
 from densemarks.data.csvio import read_landmarks, write_landmarks
 from densemarks.data.dataset import fold_indices
-from densemarks.inference.ensemble import fit_simplex_weights
+from densemarks.core.errors import DataError
+from densemarks.inference.ensemble import fit_simplex_weights, parse_weights
 
 from conftest import one_line_error, run_cli
 
@@ -40,6 +41,14 @@ def test_fit_weights_hand_cases():
     big = np.zeros((4000, 5, 2))
     w = fit_simplex_weights(np.stack([big + rng.normal(size=big.shape), big + 2 * rng.normal(size=big.shape)]), big)
     np.testing.assert_allclose(w, [0.8, 0.2], atol=0.02)
+
+
+@pytest.mark.parametrize("text", ["1,-1", "0,0", "1,nan", "1e308,1e308", "a,b"])
+def test_given_weights_that_are_not_a_weighting_are_refused(text):
+    """1e308 twice summed to inf and normalised to zeros: every point averaged to (0, 0)."""
+    with pytest.raises(DataError, match="--weights"):
+        parse_weights(text, 2)
+    np.testing.assert_allclose(parse_weights("1e300,3e300", 2), [0.25, 0.75])
 
 
 def test_ensemble_command(tmp_path, truth, synth68):

@@ -11,7 +11,6 @@ are light modules.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -20,7 +19,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from densemarks.core.errors import DataError
+from densemarks.core.errors import MAX_SEED, DataError, env_int
 from densemarks.core.registry import names
 from densemarks.data.formats import READERS as FORMATS, WRITERS as EXPORT_FORMATS
 from densemarks.inference.tta import TTA_MODES, parse_tta
@@ -38,9 +37,9 @@ def synth(
     train: Annotated[int, typer.Option(min=1, help="Training faces.")] = 1000,
     test: Annotated[int, typer.Option(min=1, help="Test faces.")] = 200,
     points: Annotated[int, typer.Option(help="Points per face (K).")] = 971,
-    seed: Annotated[int, typer.Option(help="Random seed; same seed, same dataset.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Random seed; same seed, same dataset.")] = 0,
     overwrite: Annotated[bool, typer.Option(help="Replace --out if it exists.")] = False,
-    workers: Annotated[int, typer.Option(min=1, help="Processes rendering faces (same output for any number).")] = 1,
+    workers: Annotated[int, typer.Option(min=1, max=256, help="Processes rendering faces (same output for any number).")] = 1,
 ):
     """Write a synthetic dataset in the competition layout."""
     from densemarks.data.synth import synthesize
@@ -71,7 +70,7 @@ def convert(
     margin: Annotated[float, typer.Option(min=0, max=2, help="Crop margin around the points' extent, as a share of the face's size, on each side.")] = 0.25,
     max_side: Annotated[int, typer.Option(min=0, help="Shrink crops larger than this many pixels (0: keep).")] = 0,
     test_fraction: Annotated[float, typer.Option(min=0, max=0.99, help="Share of photos written to test/ (answers.csv, test_points.csv).")] = 0.0,
-    seed: Annotated[int, typer.Option(help="Chooses the test photos.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Chooses the test photos.")] = 0,
     category: Annotated[Optional[str], typer.Option(help="COCO: the keypoint category (name or id); default the first with keypoints, or WholeBody's face points.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace --out if it exists.")] = False,
 ):
@@ -189,7 +188,7 @@ def preprocess(
     side: Annotated[Optional[int], typer.Option(min=16, max=8192, help="Longest stored side in pixels (default: 1.25 x the recipe's input).")] = None,
     recipe: Annotated[str, typer.Option(help="Recipe whose input size sets the default side.")] = "seed",
     format: Annotated[str, typer.Option("--format", help="raw (a memory map, no decoding) or jpeg (re-encoded, compact): data.store.FORMATS.")] = "raw",
-    threads: Annotated[int, typer.Option(min=1, help="Decoding threads.")] = 2,
+    threads: Annotated[int, typer.Option(min=1, max=1024, help="Decoding threads.")] = 2,
 ):
     """Decode and shrink every training image once into one store file; train with store_side=N."""
     from densemarks.data.dataset import open_training_data
@@ -216,7 +215,7 @@ def merge_folds(
     console.print(f"wrote {merge_out_of_fold(runs, out)} out-of-fold predictions to {out}")
 
 
-ThreadsOption = Annotated[int, typer.Option(min=0, help="torch CPU threads; 0: the cores other processes leave free (core/threads.py).")]
+ThreadsOption = Annotated[int, typer.Option(min=0, max=1024, help="torch CPU threads; 0: the cores other processes leave free (core/threads.py).")]
 TtaOption = Annotated[str, typer.Option(
     help=f"Test-time augmentation: {names(TTA_MODES)} (passes: "
          + ", ".join(f"{k} {m.passes}" for k, m in TTA_MODES.items()) + ").")]
@@ -229,7 +228,7 @@ def predict(
     out: Annotated[Path, typer.Option(help="Predictions CSV (landmarks.csv layout, image pixels).")],
     tta: TtaOption = "none",
     batch_size: Annotated[int, typer.Option(min=1)] = 32,
-    workers: Annotated[int, typer.Option(min=0)] = 1,
+    workers: Annotated[int, typer.Option(min=0, max=256)] = 1,
     draw: Annotated[Optional[Path], typer.Option(help="Also save a PNG grid of predictions here.")] = None,
     mean_shape: Annotated[Optional[Path], typer.Option(help="Instead of the model, predict the mean shape of this training folder (the baseline).")] = None,
     threads: ThreadsOption = 0,
@@ -463,7 +462,7 @@ def _detect_video(path: Path, checkpoint: Path, out: Path, detector: str, backen
 def export(
     checkpoint: Annotated[Path, typer.Option(help="A checkpoint (RUN/best.pt).")],
     out: Annotated[Path, typer.Option(help="ONNX file to write.")],
-    opset: Annotated[int, typer.Option(help="ONNX opset.")] = 18,
+    opset: Annotated[int, typer.Option(min=18, help="ONNX opset (torch's exporter writes 18 and later).")] = 18,
 ):
     """Export the model with its decoding to ONNX; verified against torch before it is kept."""
     from densemarks.inference.export import export_onnx
@@ -485,8 +484,8 @@ def evaluate_photos_command(
     tta: TtaOption = "none",
     refine: RefineOption = None,
     keypoints: KeypointsOption = True,
-    min_iou: Annotated[float, typer.Option(help="Box overlap for a detection to count as a face.")] = 0.4,
-    limit: Annotated[Optional[int], typer.Option(help="Only the first N photos.")] = None,
+    min_iou: Annotated[float, typer.Option(min=0.01, max=1, help="Box overlap for a detection to count as a face.")] = 0.4,
+    limit: Annotated[Optional[int], typer.Option(min=1, help="Only the first N photos.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Folder for per_face.csv, report.json, examples.png.")] = None,
     threads: ThreadsOption = 0,
 ):
@@ -534,7 +533,7 @@ def _will_write(path: Optional[Path], folder: bool = False) -> None:
 
 def _main_process() -> bool:
     """False in the other ranks of a torchrun job: only rank 0 writes and reports."""
-    return int(os.environ.get("RANK", "0")) == 0
+    return env_int("RANK", 0) == 0
 
 
 def _close_progress_bars() -> None:

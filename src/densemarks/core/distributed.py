@@ -12,12 +12,13 @@ the original order (`gather_in_order`).
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.distributed as dist
+
+from densemarks.core.errors import env_int
 
 
 @dataclass(frozen=True)
@@ -38,10 +39,10 @@ class Context:
 
 def setup() -> Context:
     """Join the process group torchrun describes (once per process), or a single process."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    world = env_int("WORLD_SIZE", 1)
     if world <= 1:
         return Context(0, 1, 0, torch.device("cuda" if torch.cuda.is_available() else "cpu"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    local_rank = env_int("LOCAL_RANK", 0)
     if torch.cuda.is_available():
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)

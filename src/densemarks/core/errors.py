@@ -4,10 +4,12 @@ and the csv module's rows with its own errors turned into it."""
 from __future__ import annotations
 
 import csv
+import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 MAX_COORDINATE = 1e7  # pixels: no face crop or photo is this large; a larger number is a broken file
+MAX_SEED = 2**32 - 1  # numpy's generators take no negative seed, torch's none past 64 bits
 
 
 class DataError(Exception):
@@ -46,3 +48,17 @@ def csv_rows(lines: Iterable[str], path: str | Path, delimiter: str = ",", first
         yield from reader
     except csv.Error as exc:
         raise DataError(path, f"cannot parse: {exc}", line=first_line + reader.line_num - 1) from None
+
+
+def env_int(name: str, default: int, minimum: int = 0) -> int:
+    """The whole number in environment variable `name` (`default` when it is unset or empty)."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise DataError(None, f"environment variable {name}={text!r}: expected a whole number") from None
+    if value < minimum:
+        raise DataError(None, f"environment variable {name}={value}: expected at least {minimum}")
+    return value

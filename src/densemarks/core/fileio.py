@@ -129,21 +129,28 @@ def cache_dir_for(source: str | Path) -> Path:
 def run_lock(folder: str | Path) -> Iterator[None]:
     """Hold FOLDER/.lock for as long as the block runs: a second process that wants the same
     folder is refused at once. The lock is the operating system's (flock), so a process that
-    crashes or is killed leaves nothing stuck."""
+    crashes or is killed leaves nothing stuck. A folder this call made that holds nothing but
+    the lock when the block ends (it failed before writing anything) is removed."""
     folder = Path(folder)
+    created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".lock", "a+") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+    try:
+        with open(folder / ".lock", "a+") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                f.seek(0)
+                holder = f.read().strip() or "another process"
+                raise DataError(folder, f"is in use by {holder}; wait for it, or choose another --out") from None
             f.seek(0)
-            holder = f.read().strip() or "another process"
-            raise DataError(folder, f"is in use by {holder}; wait for it, or choose another --out") from None
-        f.seek(0)
-        f.truncate()
-        f.write(f"process {os.getpid()}")
-        f.flush()
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+            f.truncate()
+            f.write(f"process {os.getpid()}")
+            f.flush()
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+    finally:
+        if created and [p.name for p in folder.iterdir()] == [".lock"]:
+            (folder / ".lock").unlink()
+            folder.rmdir()

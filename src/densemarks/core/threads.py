@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import psutil
 import torch
 
+from densemarks.core.errors import env_int
+
 SAMPLE_SECONDS = 0.25
 
 
@@ -48,7 +50,7 @@ def choose_threads(requested: int = 0) -> ThreadChoice:
         # share of all the machine's cores busy, as a count of cores; our own process is idle
         # while it sleeps in cpu_percent, so this is other processes' load
         busy = psutil.cpu_percent(interval=SAMPLE_SECONDS) / 100 * (os.cpu_count() or cores)
-        ranks = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+        ranks = env_int("LOCAL_WORLD_SIZE", 1, minimum=1)
         free = (cores - round(busy)) // max(1, ranks)
         choice = ThreadChoice(max(1, min(cores, free)), cores, busy, False)
     torch.set_num_threads(choice.threads)

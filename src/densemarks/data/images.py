@@ -20,12 +20,20 @@ from numba import njit
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from densemarks.core import geometry
-from densemarks.core.errors import DataError
+from densemarks.core.errors import DataError, env_int
 
 # Images larger than this many pixels are refused before they are decoded: a 74-byte PNG can
-# claim 40000x40000 pixels (4.8 GB decoded). Raise it with the environment variable.
-MAX_PIXELS = int(os.environ.get("DENSEMARKS_MAX_PIXELS", 100_000_000))
-Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # Pillow's own check (a warning above, an error above 2x)
+# claim 40000x40000 pixels (4.8 GB decoded). Raise it with DENSEMARKS_MAX_PIXELS.
+MAX_PIXELS = 100_000_000
+
+
+def max_pixels() -> int:
+    """The limit, from DENSEMARKS_MAX_PIXELS when set; also Pillow's own check (a warning above
+    it, an error above twice it)."""
+    Image.MAX_IMAGE_PIXELS = env_int("DENSEMARKS_MAX_PIXELS", MAX_PIXELS, minimum=1)
+    return Image.MAX_IMAGE_PIXELS
+
+
 _TRANSPOSED_ORIENTATIONS = {5, 6, 7, 8}
 _IDENTITY = np.eye(3)
 _IDENTITY.flags.writeable = False  # shared by every image decoded at full size
@@ -70,7 +78,8 @@ def load_image(path: str | Path, min_size: tuple[int, int] | None = None) -> Loa
 
 
 def _check_pixels(path, data: bytes) -> None:
-    """Refuse an image whose header claims more than MAX_PIXELS, before anything is decoded."""
+    """Refuse an image whose header claims more than `max_pixels()`, before anything is decoded."""
+    limit = max_pixels()
     if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
         size = (int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big"))
     elif data[:2] == b"\xff\xd8" and (size := _jpeg_size(data)) is not None:
@@ -83,13 +92,13 @@ def _check_pixels(path, data: bytes) -> None:
             size = None
         except Exception:  # not an image Pillow knows: the decoders say what is wrong
             return
-    if size is None or size[0] * size[1] > MAX_PIXELS:
+    if size is None or size[0] * size[1] > limit:
         raise _too_large(path, size)
 
 
 def _too_large(path, size: tuple[int, int] | None) -> DataError:
     claimed = f"{size[0]}x{size[1]} pixels" if size else "more pixels than Pillow allows"
-    return DataError(path, f"image has {claimed}; the limit is {MAX_PIXELS:,} (set DENSEMARKS_MAX_PIXELS to raise it)")
+    return DataError(path, f"image has {claimed}; the limit is {max_pixels():,} (set DENSEMARKS_MAX_PIXELS to raise it)")
 
 
 _SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
@@ -189,6 +198,7 @@ def _decode_pillow(path: Path, data: bytes, min_size: tuple[int, int] | None) ->
 
 def image_size(path) -> tuple[int, int]:
     """(width, height) as displayed (EXIF orientation applied), read from the header only."""
+    max_pixels()
     try:
         with Image.open(path) as im:
             w, h = im.size

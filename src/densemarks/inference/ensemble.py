@@ -82,7 +82,7 @@ def parse_weights(text: str, count: int) -> np.ndarray:
         raise DataError(None, f"--weights {text!r}: give auto or comma-separated numbers") from None
     if len(values) != count:
         raise DataError(None, f"--weights has {len(values)} values for {count} prediction files")
-    if (values < 0).any() or not np.isfinite(values).all() or values.sum() <= 0:
+    if (values < 0).any() or not np.isfinite(values.sum()) or values.sum() <= 0:
         raise DataError(None, f"--weights {text!r}: need non-negative numbers, not all zero")
     return values / values.sum()
 

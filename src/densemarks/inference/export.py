@@ -40,6 +40,10 @@ def export_onnx(checkpoint: str | Path, out: str | Path, *, opset: int = 18, tol
                                     dynamic_shapes={"crops": {0: torch.export.Dim("batch")}},
                                     input_names=["crops"], output_names=["points"], verbose=False)
         program.save(str(tmp), external_data=False)
+        written = _opset(tmp)
+        if written != opset:  # torch converts to another opset where it can, and keeps its own where not
+            raise DataError(out, f"torch's ONNX exporter cannot write opset {opset} (it wrote {written}); "
+                                 "nothing written")
         diff = _max_diff(model, tmp, check_batch, h, w)
         if not diff <= tolerance:
             raise DataError(out, f"ONNX Runtime differs from torch by {diff:.4g} input pixels "
@@ -64,6 +68,11 @@ def cached_onnx(checkpoint: str | Path, opset: int = 18) -> tuple[Path, bool]:
         return cached, False
     export_onnx(checkpoint, cached, opset=opset)
     return cached, True
+
+
+def _opset(path: Path) -> int:
+    import onnx  # torch's ONNX exporter needs it, so it is there
+    return next(o.version for o in onnx.load(str(path)).opset_import if o.domain in ("", "ai.onnx"))
 
 
 def _max_diff(model: torch.nn.Module, path: Path, batch: int, h: int, w: int) -> float:

@@ -48,8 +48,10 @@ def train(data_dir: str | Path, config: TrainConfig, out: str | Path, *, resume:
     curves.png, tensorboard/); resume: continue from out/last.pt; exclude: face names left out."""
     out = Path(out)
     ctx = distributed.setup()
-    out.mkdir(parents=True, exist_ok=True)
-    with run_lock(out) if ctx.main else contextlib.nullcontext():  # one training per run folder
+    if not ctx.main:
+        out.mkdir(parents=True, exist_ok=True)
+    # one training per run folder; rank 0 makes it (and removes it again if it fails before writing)
+    with run_lock(out) if ctx.main else contextlib.nullcontext():
         run = prepare_run(data_dir, config, out, ctx, resume=resume, exclude=exclude)
         try:
             return _train(run, config, out, ctx, resume, quiet)

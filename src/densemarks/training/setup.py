@@ -134,6 +134,7 @@ def prepare_run(data_dir: str | Path, config: TrainConfig, out: Path, ctx: Conte
     table, scheme = data.table, data.scheme
     train_rows, val_rows = validation_split(len(table), config)
     if exclude:
+        _check_excluded(exclude, table.file_names, data.csv_path, ctx.main)
         listed = len(train_rows)
         train_rows = train_rows[~np.isin(table.file_names[train_rows], list(exclude))]
         if not len(train_rows):
@@ -184,6 +185,17 @@ def prepare_run(data_dir: str | Path, config: TrainConfig, out: Path, ctx: Conte
     if resume:
         restore(run, Checkpoint.load(out / "last.pt", ctx.device))
     return run
+
+
+def _check_excluded(exclude: set[str], names: np.ndarray, csv_path: Path, report: bool) -> None:
+    """Names that are no face of the data: all of them is the wrong list (an error), some a warning."""
+    unknown = sorted(exclude.difference(names.tolist()))
+    if len(unknown) == len(exclude):
+        raise DataError(None, f"--exclude: none of its {len(exclude)} names is an image of {csv_path} "
+                              f"(the first: {unknown[0]!r})")
+    if unknown and report:
+        tqdm.write(f"warning: --exclude: {len(unknown)} of its {len(exclude)} names are no image of {csv_path} "
+                   f"(the first: {unknown[0]!r})")
 
 
 def _warn_seen(models: list[tuple[str, Checkpoint]], fingerprint: str, val_rows: np.ndarray) -> None:

@@ -139,10 +139,10 @@ def test_an_exclude_list_of_every_training_face_is_refused(few, tmp_path):
 def test_an_exclude_list_that_names_no_face_of_the_data_is_refused(few, tmp_path):
     """A list for other data (or names with their folder) excluded nothing, silently."""
     (tmp_path / "other.txt").write_text("images/0001.jpg\nsomeone_else.jpg\n")
-    result = run_cli("train", "--data", few, "--out", tmp_path / "run", "--recipe", "fast-cpu", *SMALL,
+    result = run_cli("train", "--data", few, "--out", tmp_path / "runs" / "fold0", "--recipe", "fast-cpu", *SMALL,
                      "--exclude", tmp_path / "other.txt", check=False)
     one_line_error(result, "--exclude: none of its 2 names is an image of ")
-    assert not (tmp_path / "run").exists()
+    assert not (tmp_path / "runs").exists()  # the folders training made for the run are gone again
 
 
 def test_splits_without_faces_on_one_side_are_refused():

@@ -129,10 +129,10 @@ def cache_dir_for(source: str | Path) -> Path:
 def run_lock(folder: str | Path) -> Iterator[None]:
     """Hold FOLDER/.lock for as long as the block runs: a second process that wants the same
     folder is refused at once. The lock is the operating system's (flock), so a process that
-    crashes or is killed leaves nothing stuck. A folder this call made that holds nothing but
-    the lock when the block ends (it failed before writing anything) is removed."""
+    crashes or is killed leaves nothing stuck. The folders this call made are removed again when
+    the block ends with nothing in them but the lock (it failed before writing anything)."""
     folder = Path(folder)
-    created = not folder.exists()
+    created = [p for p in (folder, *folder.parents) if not p.exists()]  # deepest first
     folder.mkdir(parents=True, exist_ok=True)
     try:
         with open(folder / ".lock", "a+") as f:
@@ -153,4 +153,8 @@ def run_lock(folder: str | Path) -> Iterator[None]:
     finally:
         if created and [p.name for p in folder.iterdir()] == [".lock"]:
             (folder / ".lock").unlink()
-            folder.rmdir()
+            for made in created:
+                try:
+                    made.rmdir()
+                except OSError:  # something else was put there meanwhile
+                    break

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from densemarks.core.errors import DataError
-from densemarks.data.images import image_size, load_image
+from densemarks.data.images import MAX_PIXELS, image_size, load_image, max_pixels
 
 
 def _gradient(w=40, h=30):
@@ -94,20 +94,31 @@ def _png_claiming(path, width, height):
                      + chunk(b"IDAT", zlib.compress(b"\0" * (3 * width + 1) * 2)) + chunk(b"IEND", b""))
 
 
-def test_the_pixel_limit_comes_from_the_environment_and_is_checked(tmp_path, monkeypatch):
+def test_the_pixel_limit_comes_from_the_environment_once_and_is_checked(tmp_path, monkeypatch):
     path = tmp_path / "a.png"
     Image.new("RGB", (4, 4)).save(path)
-    monkeypatch.setenv("DENSEMARKS_MAX_PIXELS", "10")
+
+    def environment(value):
+        monkeypatch.setenv("DENSEMARKS_MAX_PIXELS", value)
+        max_pixels.cache_clear()  # read once per process: a new process, as far as it knows
+
+    environment("10")
     with pytest.raises(DataError, match="4x4 pixels; the limit is 10 "):
         load_image(path)
-    monkeypatch.setenv("DENSEMARKS_MAX_PIXELS", "lots")  # int() of it was a traceback at import
-    with pytest.raises(DataError, match="environment variable DENSEMARKS_MAX_PIXELS='lots': expected a whole number"):
-        load_image(path)
-    monkeypatch.setenv("DENSEMARKS_MAX_PIXELS", "0")
+    environment("lots")  # int() of it was a traceback at import
+    for _ in range(2):  # an error is not cached
+        with pytest.raises(DataError, match="environment variable DENSEMARKS_MAX_PIXELS='lots': expected a whole number"):
+            load_image(path)
+    environment("0")
     with pytest.raises(DataError, match="DENSEMARKS_MAX_PIXELS=0: expected at least 1"):
         image_size(path)
-    monkeypatch.delenv("DENSEMARKS_MAX_PIXELS")
+    environment("20")
     assert load_image(path).pixels.shape[:2] == (4, 4)
+    monkeypatch.setenv("DENSEMARKS_MAX_PIXELS", "10")  # read once: the first good value stays
+    assert image_size(path) == (4, 4) and Image.MAX_IMAGE_PIXELS == 20
+    monkeypatch.delenv("DENSEMARKS_MAX_PIXELS")
+    max_pixels.cache_clear()
+    assert max_pixels() == MAX_PIXELS == Image.MAX_IMAGE_PIXELS  # left as the other tests find it
 
 
 def test_images_claiming_too_many_pixels_are_refused_before_decoding(tmp_path):

@@ -9,6 +9,7 @@ much faster than decoding in full and resizing; the returned matrix accounts for
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 from dataclasses import dataclass
@@ -27,11 +28,14 @@ from densemarks.core.errors import DataError, env_int
 MAX_PIXELS = 100_000_000
 
 
+@functools.cache
 def max_pixels() -> int:
-    """The limit, from DENSEMARKS_MAX_PIXELS when set; also Pillow's own check (a warning above
-    it, an error above twice it)."""
-    Image.MAX_IMAGE_PIXELS = env_int("DENSEMARKS_MAX_PIXELS", MAX_PIXELS, minimum=1)
-    return Image.MAX_IMAGE_PIXELS
+    """The limit, from DENSEMARKS_MAX_PIXELS when set, read once per process (a bad value is an
+    error at every call, never cached). The first read also sets Pillow's own check to it (a
+    warning above it, an error above twice it), which `Image.open` applies."""
+    limit = env_int("DENSEMARKS_MAX_PIXELS", MAX_PIXELS, minimum=1)
+    Image.MAX_IMAGE_PIXELS = limit
+    return limit
 
 
 _TRANSPOSED_ORIENTATIONS = {5, 6, 7, 8}
@@ -198,7 +202,7 @@ def _decode_pillow(path: Path, data: bytes, min_size: tuple[int, int] | None) ->
 
 def image_size(path) -> tuple[int, int]:
     """(width, height) as displayed (EXIF orientation applied), read from the header only."""
-    max_pixels()
+    max_pixels()  # Pillow's limit set from the environment before Image.open checks it
     try:
         with Image.open(path) as im:
             w, h = im.size

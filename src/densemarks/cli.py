@@ -19,7 +19,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from densemarks.core.errors import MAX_SEED, DataError, env_int
+from densemarks.core.errors import MAX_SEED, MAX_THREADS, MAX_WORKERS, DataError, env_int
 from densemarks.core.registry import names
 from densemarks.data.formats import READERS as FORMATS, WRITERS as EXPORT_FORMATS
 from densemarks.inference.tta import TTA_MODES, parse_tta
@@ -39,7 +39,7 @@ def synth(
     points: Annotated[int, typer.Option(help="Points per face (K).")] = 971,
     seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Random seed; same seed, same dataset.")] = 0,
     overwrite: Annotated[bool, typer.Option(help="Replace --out if it exists.")] = False,
-    workers: Annotated[int, typer.Option(min=1, max=256, help="Processes rendering faces (same output for any number).")] = 1,
+    workers: Annotated[int, typer.Option(min=1, max=MAX_WORKERS, help="Processes rendering faces (same output for any number).")] = 1,
 ):
     """Write a synthetic dataset in the competition layout."""
     from densemarks.data.synth import synthesize
@@ -188,7 +188,7 @@ def preprocess(
     side: Annotated[Optional[int], typer.Option(min=16, max=8192, help="Longest stored side in pixels (default: 1.25 x the recipe's input).")] = None,
     recipe: Annotated[str, typer.Option(help="Recipe whose input size sets the default side.")] = "seed",
     format: Annotated[str, typer.Option("--format", help="raw (a memory map, no decoding) or jpeg (re-encoded, compact): data.store.FORMATS.")] = "raw",
-    threads: Annotated[int, typer.Option(min=1, max=1024, help="Decoding threads.")] = 2,
+    threads: Annotated[int, typer.Option(min=1, max=MAX_THREADS, help="Decoding threads.")] = 2,
 ):
     """Decode and shrink every training image once into one store file; train with store_side=N."""
     from densemarks.data.dataset import open_training_data
@@ -215,7 +215,7 @@ def merge_folds(
     console.print(f"wrote {merge_out_of_fold(runs, out)} out-of-fold predictions to {out}")
 
 
-ThreadsOption = Annotated[int, typer.Option(min=0, max=1024, help="torch CPU threads; 0: the cores other processes leave free (core/threads.py).")]
+ThreadsOption = Annotated[int, typer.Option(min=0, max=MAX_THREADS, help="torch CPU threads; 0: the cores other processes leave free (core/threads.py).")]
 TtaOption = Annotated[str, typer.Option(
     help=f"Test-time augmentation: {names(TTA_MODES)} (passes: "
          + ", ".join(f"{k} {m.passes}" for k, m in TTA_MODES.items()) + ").")]
@@ -228,7 +228,7 @@ def predict(
     out: Annotated[Path, typer.Option(help="Predictions CSV (landmarks.csv layout, image pixels).")],
     tta: TtaOption = "none",
     batch_size: Annotated[int, typer.Option(min=1)] = 32,
-    workers: Annotated[int, typer.Option(min=0, max=256)] = 1,
+    workers: Annotated[int, typer.Option(min=0, max=MAX_WORKERS)] = 1,
     draw: Annotated[Optional[Path], typer.Option(help="Also save a PNG grid of predictions here.")] = None,
     mean_shape: Annotated[Optional[Path], typer.Option(help="Instead of the model, predict the mean shape of this training folder (the baseline).")] = None,
     threads: ThreadsOption = 0,

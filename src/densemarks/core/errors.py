@@ -10,6 +10,8 @@ from pathlib import Path
 
 MAX_COORDINATE = 1e7  # pixels: no face crop or photo is this large; a larger number is a broken file
 MAX_SEED = 2**32 - 1  # numpy's generators take no negative seed, torch's none past 64 bits
+MAX_THREADS = 1024  # a larger thread count is a typo (10**20 hung torch), not a machine
+MAX_WORKERS = 256  # processes (loader workers, synth renderers): each is a whole interpreter
 
 
 class DataError(Exception):

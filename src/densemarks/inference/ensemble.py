@@ -82,9 +82,10 @@ def parse_weights(text: str, count: int) -> np.ndarray:
         raise DataError(None, f"--weights {text!r}: give auto or comma-separated numbers") from None
     if len(values) != count:
         raise DataError(None, f"--weights has {len(values)} values for {count} prediction files")
-    if (values < 0).any() or not np.isfinite(values.sum()) or values.sum() <= 0:
+    total = values.sum()  # not finite when a value is not, or the values overflow together
+    if (values < 0).any() or not np.isfinite(total) or total <= 0:
         raise DataError(None, f"--weights {text!r}: need non-negative numbers, not all zero")
-    return values / values.sum()
+    return values / total
 
 
 def fit_simplex_weights(members: np.ndarray, truth: np.ndarray) -> np.ndarray:

@@ -39,11 +39,11 @@ def export_onnx(checkpoint: str | Path, out: str | Path, *, opset: int = 18, tol
         program = torch.onnx.export(model, (example,), dynamo=True, opset_version=opset,
                                     dynamic_shapes={"crops": {0: torch.export.Dim("batch")}},
                                     input_names=["crops"], output_names=["points"], verbose=False)
-        program.save(str(tmp), external_data=False)
-        written = _opset(tmp)
+        written = _opset(program.model_proto)
         if written != opset:  # torch converts to another opset where it can, and keeps its own where not
             raise DataError(out, f"torch's ONNX exporter cannot write opset {opset} (it wrote {written}); "
                                  "nothing written")
+        program.save(str(tmp), external_data=False)
         diff = _max_diff(model, tmp, check_batch, h, w)
         if not diff <= tolerance:
             raise DataError(out, f"ONNX Runtime differs from torch by {diff:.4g} input pixels "
@@ -70,9 +70,9 @@ def cached_onnx(checkpoint: str | Path, opset: int = 18) -> tuple[Path, bool]:
     return cached, True
 
 
-def _opset(path: Path) -> int:
-    import onnx  # torch's ONNX exporter needs it, so it is there
-    return next(o.version for o in onnx.load(str(path)).opset_import if o.domain in ("", "ai.onnx"))
+def _opset(model_proto) -> int:
+    """The default domain's opset of an exported model (read in memory, before it is saved)."""
+    return next(o.version for o in model_proto.opset_import if o.domain in ("", "ai.onnx"))
 
 
 def _max_diff(model: torch.nn.Module, path: Path, batch: int, h: int, w: int) -> float:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from densemarks.core.errors import MAX_SEED, DataError
+from densemarks.core.errors import MAX_SEED, MAX_THREADS, MAX_WORKERS, DataError
 from densemarks.core.registry import names, suggestion
 from densemarks.recipes.catalog import RENAMED, recipe_dir, recipe_names
 from densemarks.data.augment import CROP_MODES, AugmentConfig
@@ -155,7 +155,8 @@ RANGES: dict[str, tuple] = {
     "seed": _SEED, "split_seed": _SEED, "lr": _POSITIVE, "weight_decay": _AT_LEAST_0, "momentum": _FRACTION, "plateau_factor": (lambda v: 0 < v < 1, "in (0, 1)"),
     "plateau_patience": _AT_LEAST_0, "restart_epochs": _AT_LEAST_1, "epochs": _AT_LEAST_1,
     "batch_size": (lambda v: 1 <= v <= 65536, "from 1 to 65536"),
-    "workers": (lambda v: 0 <= v <= 256, "from 0 to 256 processes"), "threads": (lambda v: 0 <= v <= 1024, "from 0 to 1024"), "store_side": (lambda v: v == 0 or v >= 16, "0 or >= 16"),
+    "workers": (lambda v: 0 <= v <= MAX_WORKERS, f"from 0 to {MAX_WORKERS} processes"),
+    "threads": (lambda v: 0 <= v <= MAX_THREADS, f"from 0 to {MAX_THREADS}"), "store_side": (lambda v: v == 0 or v >= 16, "0 or >= 16"),
     "val_fraction": (lambda v: 0 < v < 1, "in (0, 1): training needs validation faces"),
     "folds": (lambda v: v == 0 or v >= 2, "0 (off) or >= 2"), "fold": _AT_LEAST_0, "stage_epochs": _AT_LEAST_1,
     "frozen_stages": _AT_LEAST_0, "backbone_lr_scale": _AT_LEAST_0, "stage_lr_decay": _POSITIVE,

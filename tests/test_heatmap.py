@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from densemarks.recipes.config import load_recipe, apply_overrides
 from densemarks.models.heads import HeatmapHead
-from densemarks.models.heads.heatmap import HeatmapCodec
+from densemarks.models.heads.heatmap import HeatmapCodec, refined_argmax, upsample_to
 
 # Map coordinates (32 x 32 maps of a 128 px input): interior, on and next to every border.
 INSIDE = [[15.37, 16.81], [0.0, 0.0], [0.3, 5.2], [31.0, 31.0], [30.6, 0.2], [1.0, 2.5], [8.5, 30.75],
@@ -102,3 +104,39 @@ def test_a_narrow_finest_level_and_features_before_the_head_conv():
     default = HeatmapHead((96, 64)).network("mobilenet_v2", 11, weights="none")
     assert not any(k.startswith("decoder.narrow") for k in default.state_dict())
     assert default.backbone(torch.zeros(1, 3, 96, 64))[-1].shape[1] == 1280
+
+
+def _newton_reference(m: np.ndarray) -> tuple[float, float]:
+    """One map's refined argmax written out point by point (what refined_argmax computes on
+    whole batches): argmax, the 3x3 neighbourhood moved inside the map, a Newton step on its
+    log if that is a proper maximum, the offset limited to 1.5 pixels and the map's edge."""
+    h, w = m.shape
+    y, x = np.unravel_index(int(np.argmax(m)), m.shape)
+    cy, cx = min(max(y, 1), h - 2), min(max(x, 1), w - 2)
+    v = np.log(np.maximum(m[cy - 1:cy + 2, cx - 1:cx + 2].astype(np.float64), 1e-6))
+    gx, gy = (v[1, 2] - v[1, 0]) / 2, (v[2, 1] - v[0, 1]) / 2
+    hxx, hyy = v[1, 2] - 2 * v[1, 1] + v[1, 0], v[2, 1] - 2 * v[1, 1] + v[0, 1]
+    hxy = (v[2, 2] - v[2, 0] - v[0, 2] + v[0, 0]) / 4
+    det = hxx * hyy - hxy ** 2
+    px, py = float(x), float(y)
+    if hxx < 0 and det > 1e-12:
+        px, py = cx - (hyy * gx - hxy * gy) / det, cy - (hxx * gy - hxy * gx) / det
+    px = min(max(min(max(px, x - 1.5), x + 1.5), -0.5), w - 0.5)
+    py = min(max(min(max(py, y - 1.5), y + 1.5), -0.5), h - 0.5)
+    return px, py
+
+
+def test_refined_argmax_matches_the_point_by_point_reference():
+    generator = torch.Generator().manual_seed(0)
+    maps = torch.cat([torch.rand(2, 40, 9, 7, generator=generator),  # noise: many failed steps
+                      HeatmapCodec(36, 28).encode(torch.rand(2, 40, 2, generator=generator) * 34 - 3)])
+    decoded = refined_argmax(maps).numpy()
+    expected = np.array([[_newton_reference(m) for m in batch] for batch in maps.numpy()])
+    np.testing.assert_allclose(decoded, expected, atol=1e-4, rtol=0)
+
+
+def test_upsampling_by_two_equals_upsampling_to_the_size():
+    x = torch.rand(2, 5, 6, 4, generator=torch.Generator().manual_seed(1))
+    for size in [(12, 8), (13, 8), (11, 9)]:
+        torch.testing.assert_close(upsample_to(x, torch.Size(size)),
+                                   F.interpolate(x, size=size, mode="bilinear", align_corners=False))

@@ -16,7 +16,8 @@ from densemarks.data.images import load_image
 from densemarks.analysis.metrics import per_face_nme
 from densemarks.data.augment import LandmarkTransform, sample_matrix, warp
 from densemarks.inference.checkpoint import Checkpoint
-from densemarks.inference.export import export_onnx
+from densemarks.inference import export
+from densemarks.inference.export import cached_onnx, export_onnx
 from densemarks.inference.tta import TTA_MODES
 from densemarks.core.geometry import apply, box_to_frame, rotation, translation
 from densemarks.inference.predict import predict_folder, predict_images
@@ -203,6 +204,21 @@ def test_export_writes_the_opset_asked_for_or_nothing(trained68, tmp_path):
     with pytest.raises(DataError, match="cannot write opset 40 .it wrote 18.; nothing written"):
         export_onnx(model, tmp_path / "b.onnx", opset=40)
     assert not (tmp_path / "b.onnx").exists()
+
+
+def test_the_cached_export_is_made_once_per_checkpoint_opset_and_graph(trained68, tmp_path, monkeypatch):
+    monkeypatch.setenv("DENSEMARKS_CACHE", str(tmp_path))
+    checkpoint = trained68 / "best.pt"
+    first, made = cached_onnx(checkpoint)
+    assert made and first.is_relative_to(tmp_path) and first.is_file()
+    assert cached_onnx(checkpoint) == (first, False)
+    monkeypatch.setattr(export, "GRAPH_REVISION", export.GRAPH_REVISION + 1)  # code that exports otherwise
+    second, made = cached_onnx(checkpoint)
+    assert made and second != first
+    beside = tmp_path / "copy.pt"  # an export the user wrote beside the checkpoint comes first
+    beside.write_bytes(checkpoint.read_bytes())
+    export_onnx(beside, beside.with_suffix(".onnx"))
+    assert cached_onnx(beside) == (beside.with_suffix(".onnx"), False)
 
 
 @pytest.mark.parametrize("tta", list(TTA_MODES))

@@ -51,15 +51,20 @@ def export_onnx(checkpoint: str | Path, out: str | Path, *, opset: int = 18, tol
     return ExportResult(out, diff, (h, w))
 
 
+# Part of the user cache's key: raise it when the exported graph changes (2: the heatmap
+# decoder's upsampling by a fixed factor), so that caches made by older code are not used.
+GRAPH_REVISION = 2
+
+
 def cached_onnx(checkpoint: str | Path, opset: int = 18) -> tuple[Path, bool]:
     """The checkpoint's ONNX file: CHECKPOINT.onnx when it is there and newer than the
-    checkpoint, else an export kept in the user cache under the checkpoint's content hash (made
-    now if missing). Returns (path, whether it was exported now)."""
+    checkpoint, else an export kept in the user cache under the checkpoint's content hash, the
+    opset and GRAPH_REVISION (made now if missing). Returns (path, whether it was exported now)."""
     checkpoint = Path(checkpoint)
     beside = checkpoint.with_suffix(".onnx")
     if beside.is_file() and beside.stat().st_mtime >= checkpoint.stat().st_mtime:
         return beside, False
-    digest = hashlib.sha1()
+    digest = hashlib.sha1(f"opset {opset}, graph {GRAPH_REVISION}\n".encode())
     with open(checkpoint, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)

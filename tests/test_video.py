@@ -229,7 +229,10 @@ def test_a_moving_face_is_tracked_as_well_as_a_still_one(model, face):
         FaceTracker(predictor, TrackOptions(velocity_weight=1.5))
     with pytest.raises(DataError, match="max_drift is a size ratio"):
         FaceTracker(predictor, TrackOptions(max_drift=0.9))
-    tracker = FaceTracker(predictor, TrackOptions(smoothing=None))
+    # The drift check is off here (its own test is below): this weak model grows a still face by
+    # up to 10% in a few frames (the suite's model of 12-07), and the check then rightly calls the
+    # detector every fourth frame, which is not what this test measures.
+    tracker = FaceTracker(predictor, TrackOptions(smoothing=None, max_drift=2.0))
     errors = []
     for place in (lambda i: [(100, 70)], lambda i: [(40 + 6 * i, 60 + i)]):  # still; 6 px a frame
         frames, truth = scene(face, 16, lambda i: True, place)

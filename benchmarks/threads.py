@@ -99,7 +99,7 @@ def main() -> None:
         with BusyNeighbour():
             started = time.monotonic()
             result = subprocess.run([sys.executable, "-m", "densemarks", "train", "--data", str(args.data), "--out",
-                                     str(args.out), "--recipe", "demo"], capture_output=True, text=True)
+                                     str(args.out), "--recipe", "demo", "--overwrite"], capture_output=True, text=True)
             seconds = time.monotonic() - started
         chosen = next((line for line in result.stdout.splitlines() if line.startswith("torch threads")), "")
         log = (args.out / "log.csv").read_text().splitlines()

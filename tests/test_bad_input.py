@@ -387,3 +387,68 @@ def test_a_single_file_output_can_be_standard_output(faces68, tmp_path):
 
 def _requested_rows(test: Path) -> list[str]:
     return (test / "test_points.csv").read_text().splitlines()[1:]
+
+
+# --- an output that is one of the command's own inputs -----------------------------------------
+
+def _same_file_cases(data: Path, checkpoint: Path, tmp: Path) -> dict[str, tuple[list, Path, str]]:
+    """command args, the input they would destroy, the words of the error."""
+    test, photo = data / "test", next((data / "test" / "images").iterdir())
+    preds = tmp / "preds.csv"
+    shutil.copy(test / "answers.csv", preds)
+    (tmp / "linked.onnx").hardlink_to(checkpoint)
+    (tmp / "converted").mkdir()
+    shutil.copy(test / "answers.csv", tmp / "converted" / "points.csv")
+    also = "is also an input of this command"
+    return {
+        "export onto its checkpoint": (["export", "--checkpoint", checkpoint, "--out", checkpoint], checkpoint, also),
+        "export onto a hard link of it": (["export", "--checkpoint", checkpoint, "--out", tmp / "linked.onnx"],
+                                          checkpoint, f"the same file as {checkpoint}"),
+        "predict onto test_points.csv": (["predict", "--checkpoint", checkpoint, "--data", test, "--out",
+                                          test / "test_points.csv"], test / "test_points.csv", also),
+        "submit onto test_points.csv": (["submit", "--predictions", preds, "--points", test / "test_points.csv",
+                                         "--out", test / "test_points.csv"], test / "test_points.csv", also),
+        "evaluate's JSON onto the answers": (["evaluate", "--predictions", preds, "--answers", test / "answers.csv",
+                                              "--json", test / "answers.csv"], test / "answers.csv", also),
+        "ensemble onto a member": (["ensemble", preds, test / "answers.csv", "--out", preds], preds, also),
+        "detect drawing into the photos' folder": (["detect", photo, "--checkpoint", checkpoint, "--out",
+                                                    tmp / "faces.json", "--draw", photo.parent], photo, also),
+        "convert --overwrite of the folder holding the source": (
+            ["convert", tmp / "converted" / "points.csv", "--format", "csv", "--out", tmp / "converted", "--overwrite"],
+            tmp / "converted" / "points.csv", "holds an input of this command"),
+    }
+
+
+SAME_FILE = ["export onto its checkpoint", "export onto a hard link of it", "predict onto test_points.csv",
+             "submit onto test_points.csv", "evaluate's JSON onto the answers", "ensemble onto a member",
+             "detect drawing into the photos' folder", "convert --overwrite of the folder holding the source"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", SAME_FILE)
+def test_an_output_that_is_an_input_is_refused_and_the_input_kept(faces68, trained68, tmp_path, case):
+    data, checkpoint = tmp_path / "data", tmp_path / "run" / "best.pt"
+    shutil.copytree(faces68, data)
+    checkpoint.parent.mkdir()
+    shutil.copy(trained68 / "best.pt", checkpoint)
+    args, kept, words = _same_file_cases(data, checkpoint, tmp_path)[case]
+    before = kept.read_bytes()
+    one_line_error(run_cli(*args, check=False), words)
+    assert kept.read_bytes() == before
+
+
+@pytest.mark.slow
+def test_a_trained_run_is_continued_or_replaced_never_silently_overwritten(few, tmp_path):
+    run = tmp_path / "run"
+    args = ["train", "--data", few, "--out", run, "--recipe", "fast-cpu", "epochs=1", "augment.size=[64,64]",
+            "batch_size=8", "weights=none", "threads=1"]
+    run_cli(*args)
+    before = (run / "best.pt").read_bytes()
+    one_line_error(run_cli(*args, check=False), "holds a trained run already (last.pt)", "--resume", "--overwrite")
+    one_line_error(run_cli(*args, "--resume", "--overwrite", check=False), "choose one")
+    assert (run / "best.pt").read_bytes() == before
+    run_cli(*args, "seed=1", "--overwrite")
+    assert (run / "best.pt").read_bytes() != before
+    assert len((run / "log.csv").read_text().splitlines()) == 2  # the header and the new run's one epoch
+    events = list((run / "tensorboard").glob("events.*")) if (run / "tensorboard").exists() else []
+    assert len(events) <= 1  # the replaced run's curves are gone, not mixed with the new one's

@@ -78,7 +78,7 @@ def convert(
     from densemarks.data.formats import guess_format, reader
     from densemarks.data.formats.convert import convert as run_convert
 
-    _will_write(out, folder=True)
+    _will_write(out, folder=True, inputs=[source, images], replaces_folder=overwrite)
     name = guess_format(source) if format == "auto" else format
     read = reader(name)
     found = read(source, images, category) if name == "coco" else read(source, images)
@@ -106,7 +106,7 @@ def export_points(
     from densemarks.data.formats import writer
     from densemarks.data.formats.export import photos_from_predictions
 
-    _will_write(out, folder=format == "pts")
+    _will_write(out, folder=format == "pts", inputs=[predictions, sources, reference])
     write = writer(format)
     photos = photos_from_predictions(predictions, images, sources)
     if format == "coco":
@@ -127,6 +127,7 @@ def train(
     exclude: Annotated[Optional[Path], typer.Option(help="File of image names (one a line) to leave out of training.")] = None,
     folds: Annotated[Optional[int], typer.Option(min=2, help="k-fold: validate on one of K folds (fixed by split_seed).")] = None,
     fold: Annotated[Optional[int], typer.Option(min=0, help="The fold to validate on; omitted with --folds: train every fold into OUT/fold{i} and merge OUT/oof.csv.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace the trained run OUT already holds (without it, that is refused).")] = False,
 ):
     """Train a model. Extra KEY=VALUE arguments override the recipe (augment.flip_p=0.5)."""
     from densemarks.data.dataset import read_name_list
@@ -135,6 +136,7 @@ def train(
     from densemarks.training.setup import resolve_config
 
     _will_write(out, folder=True)
+    _check_run_folder(out, resume, overwrite, every_fold=folds is not None and fold is None)
     config = resolve_config(recipe, ctx.args, resume_from=out / "last.pt" if resume else None,
                             time_limit=time_limit, folds=folds, fold=fold)
     _announce_threads(config.threads)
@@ -152,6 +154,19 @@ def train(
                       f"checkpoints in {out}" + (" (stopped by the time limit)" if result.stopped_by_time else ""))
 
 
+def _check_run_folder(out: Path, resume: bool, overwrite: bool, every_fold: bool) -> None:
+    """A run folder that holds a trained run is continued (--resume) or replaced (--overwrite),
+    never silently overwritten by a new run."""
+    if resume and overwrite:
+        raise DataError(out, "--resume continues the run in this folder and --overwrite replaces it: choose one")
+    held = [p for p in (out / "last.pt", out / "best.pt") if p.is_file()]
+    if every_fold:
+        held += sorted(out.glob("fold*/last.pt"))
+    if held and not resume and not overwrite:
+        raise DataError(out, f"holds a trained run already ({held[0].name if held[0].parent == out else held[0]}): "
+                             "--resume continues it, --overwrite replaces it, or choose another --out")
+
+
 @app.command("ensemble")
 def ensemble_command(
     predictions: Annotated[list[Path], typer.Argument(help="Prediction files of the models (same faces).")],
@@ -165,7 +180,7 @@ def ensemble_command(
     """Average several models' predictions, with given or fitted non-negative weights."""
     from densemarks.inference.ensemble import ensemble_files
 
-    _will_write(out)
+    _will_write(out, inputs=[*predictions, *(val or []), answers, scheme])
     chosen, fit, faces = ensemble_files(predictions, out, weights, answers, val, per_region, scheme)
     if fit is not None:
         for path, m in zip(val or predictions, fit.members):
@@ -211,7 +226,7 @@ def merge_folds(
     """Merge the folds' validation predictions into one out-of-fold file (training order)."""
     from densemarks.training.kfold import merge_out_of_fold
 
-    _will_write(out)
+    _will_write(out, inputs=[p for run in runs for p in (run / "val_predictions.csv", run / "last.pt", run / "best.pt")])
     console.print(f"wrote {merge_out_of_fold(runs, out)} out-of-fold predictions to {out}")
 
 
@@ -240,8 +255,9 @@ def predict(
     from densemarks.core import memory
     from densemarks.inference.predict import mean_shape_folder, predict_folder
 
-    _will_write(out)
-    _will_write(draw)
+    read = [checkpoint, data / "test_points.csv", mean_shape and mean_shape / "landmarks.csv"]
+    _will_write(out, inputs=read)
+    _will_write(draw, inputs=read)
     parse_tta(tta)  # a bad name fails before any work
     _announce_threads(threads)
     if mean_shape is not None:
@@ -267,7 +283,7 @@ def submit(
     """Write the Kaggle submission: requested points, rounded, in test_points.csv order."""
     from densemarks.inference.submission import write_submission
 
-    _will_write(out)
+    _will_write(out, inputs=[predictions, points])
     rows = write_submission(predictions, points, out)
     console.print(f"wrote {rows} rows to {out}")
 
@@ -285,8 +301,9 @@ def evaluate(
     from densemarks.analysis.evaluate import draw_evaluation, evaluate_files, metrics_table
     from densemarks.core.fileio import atomic_path
 
-    _will_write(json_out)
-    _will_write(draw)
+    read = [*predictions, answers, points, scheme]
+    _will_write(json_out, inputs=read)
+    _will_write(draw, inputs=read)
     results = evaluate_files(predictions, answers, points, scheme)
     console.print(metrics_table(results))
     text = json.dumps({str(k): v.to_dict() for k, v in results.items()}, indent=2)
@@ -411,11 +428,14 @@ def detect(
         _detect_video(videos[0], checkpoint, out, detector, backend, onnx, tta, refine, draw, threads, fps,
                       detect_every, smooth, min_cutoff, beta, keypoints)
         return
-    from densemarks.photos.predictor import detect_photos, list_photos
+    from densemarks.core.fileio import check_not_input
+    from densemarks.photos.predictor import detect_photos, drawing_names, list_photos
 
-    _will_write(out)
-    _will_write(draw, folder=True)
     files = list_photos(photos)
+    _will_write(out, inputs=[*files, checkpoint, onnx])
+    _will_write(draw, folder=True)
+    if draw is not None:  # a drawn picture must not replace a photo (--draw into the photos' folder)
+        check_not_input([draw / name for name in drawing_names(files)], files)
     predictor = _photo_predictor(checkpoint, detector, backend, onnx, tta, refine, threads, keypoints=keypoints)
     result = detect_photos(predictor, files, out, draw)
     none = [str(f) for f, n in zip(files, result.faces) if n == 0]
@@ -442,8 +462,8 @@ def _detect_video(path: Path, checkpoint: Path, out: Path, detector: str, backen
         raise DataError(out, "video output must end in .jsonl (one JSON line per frame)")
     if draw is not None and draw.suffix.lower() not in FOURCC:
         raise DataError(draw, f"the drawn video must end in one of {', '.join(FOURCC)}")
-    _will_write(out)
-    _will_write(draw)
+    _will_write(out, inputs=[path, checkpoint, onnx])
+    _will_write(draw, inputs=[path, checkpoint, onnx])
     source = open_video(path, fps)  # a file that is not a video fails here, before the model loads
     predictor = _photo_predictor(checkpoint, detector, backend, onnx, tta, refine, threads, video=True,
                                  keypoints=keypoints)
@@ -467,7 +487,7 @@ def export(
     """Export the model with its decoding to ONNX; verified against torch before it is kept."""
     from densemarks.inference.export import export_onnx
 
-    _will_write(out)
+    _will_write(out, inputs=[checkpoint])
     result = export_onnx(checkpoint, out, opset=opset)
     h, w = result.input_size
     console.print(f"wrote {out}: input crops (B, {h}, {w}, 3) uint8 RGB, output points (B, K, 2) in crop pixels; "
@@ -519,14 +539,16 @@ KEPT_BY_DEFAULT = "nothing half-written was left (each output is written whole o
 _kept_on_interrupt = KEPT_BY_DEFAULT
 
 
-def _will_write(path: Optional[Path], folder: bool = False) -> None:
-    """Check an output before any long work (core/fileio.check_output); `-` for a file means
-    standard output, and this command's messages then go to standard error."""
-    from densemarks.core.fileio import check_output
+def _will_write(path: Optional[Path], folder: bool = False, inputs=(), replaces_folder: bool = False) -> None:
+    """Check an output before any long work (core/fileio.check_output), and that it is none of
+    the command's `inputs` (nor, for a folder the command replaces, holds one); `-` for a file
+    means standard output, and this command's messages then go to standard error."""
+    from densemarks.core.fileio import check_not_input, check_output
 
     if path is None:
         return
     check_output(path, folder=folder)
+    check_not_input([path], inputs, replaces_folder=replaces_folder)
     if str(path) == "-":
         console.file = sys.stderr
 

@@ -57,6 +57,25 @@ def check_output(path: str | Path, *, folder: bool = False) -> None:
         raise DataError(path, f"no space left on the disk of {parent}")
 
 
+def check_not_input(outputs, inputs, *, replaces_folder: bool = False) -> None:
+    """Raise a one-line DataError when an output would replace a file the command reads: the
+    same file (by inode, so links count too) as an existing input. replaces_folder: the single
+    output is a folder the command replaces as a whole (convert --overwrite), so no input may
+    lie anywhere inside it either. None entries and `-` are skipped."""
+    inputs = [Path(p) for p in inputs if p is not None and str(p) != STDOUT and Path(p).exists()]
+    for out in (Path(p) for p in outputs if p is not None and str(p) != STDOUT):
+        if not out.exists():
+            continue
+        for source in inputs:
+            if os.path.samefile(out, source):
+                which = "" if out.resolve() == source.resolve() else f" (the same file as {source})"
+                raise DataError(out, f"is also an input of this command{which}: writing it would destroy it; "
+                                     f"choose another output")
+            if replaces_folder and out.is_dir() and source.resolve().is_relative_to(out.resolve()):
+                raise DataError(out, f"holds an input of this command ({source}) and would be replaced "
+                                     f"as a whole: choose another output folder")
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success rename it onto `path`, else delete it.

@@ -4,6 +4,7 @@ the terminal, and curves.png."""
 from __future__ import annotations
 
 import csv
+import shutil
 from pathlib import Path
 
 from tqdm import tqdm
@@ -22,6 +23,8 @@ class Logger:
         if fresh or not self.csv_path.is_file():
             with open(self.csv_path, "w", newline="") as f:
                 csv.writer(f).writerow(self.FIELDS)
+        if fresh:  # a run replaced with --overwrite: its events would mix with the new run's curves
+            shutil.rmtree(out / "tensorboard", ignore_errors=True)
         try:
             from torch.utils.tensorboard import SummaryWriter  # optional: needs the tensorboard package
             self.board = SummaryWriter(str(out / "tensorboard"))

@@ -452,3 +452,16 @@ def test_a_trained_run_is_continued_or_replaced_never_silently_overwritten(few, 
     assert len((run / "log.csv").read_text().splitlines()) == 2  # the header and the new run's one epoch
     events = list((run / "tensorboard").glob("events.*")) if (run / "tensorboard").exists() else []
     assert len(events) <= 1  # the replaced run's curves are gone, not mixed with the new one's
+
+
+@pytest.mark.slow
+def test_every_fold_again_keeps_the_finished_folds_unless_overwritten(few, tmp_path):
+    args = ["train", "--data", few, "--out", tmp_path / "kf", "--recipe", "fast-cpu", "epochs=1", "augment.size=[64,64]",
+            "batch_size=8", "weights=none", "threads=1", "--folds", 2]
+    run_cli(*args)
+    fold0 = tmp_path / "kf" / "fold0" / "best.pt"
+    before = fold0.read_bytes()
+    run_cli(*args, "seed=1")  # what a crashed k-fold run is continued with: finished folds are kept
+    assert fold0.read_bytes() == before
+    run_cli(*args, "seed=1", "--overwrite")
+    assert fold0.read_bytes() != before

@@ -127,7 +127,8 @@ def train(
     exclude: Annotated[Optional[Path], typer.Option(help="File of image names (one a line) to leave out of training.")] = None,
     folds: Annotated[Optional[int], typer.Option(min=2, help="k-fold: validate on one of K folds (fixed by split_seed).")] = None,
     fold: Annotated[Optional[int], typer.Option(min=0, help="The fold to validate on; omitted with --folds: train every fold into OUT/fold{i} and merge OUT/oof.csv.")] = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace the trained run OUT already holds (without it, that is refused).")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace the trained run OUT already holds (without it, that is refused); "
+                                                "with --folds and no --fold, train every fold again instead of keeping those that finished.")] = False,
 ):
     """Train a model. Extra KEY=VALUE arguments override the recipe (augment.flip_p=0.5)."""
     from densemarks.data.dataset import read_name_list
@@ -136,7 +137,9 @@ def train(
     from densemarks.training.setup import resolve_config
 
     _will_write(out, folder=True)
-    _check_run_folder(out, resume, overwrite, every_fold=folds is not None and fold is None)
+    every_fold = folds is not None and fold is None
+    if not every_fold:  # every fold: the folds that finished are kept, the others trained again
+        _check_run_folder(out, resume, overwrite)
     config = resolve_config(recipe, ctx.args, resume_from=out / "last.pt" if resume else None,
                             time_limit=time_limit, folds=folds, fold=fold)
     _announce_threads(config.threads)
@@ -145,7 +148,7 @@ def train(
                           "--resume continues from it")
     excluded = read_name_list(exclude) if exclude is not None else None
     if folds is not None and fold is None:
-        merged = train_folds(data, config, out, exclude=excluded)
+        merged = train_folds(data, config, out, keep_finished=not overwrite, exclude=excluded)
         console.print(f"trained {folds} folds in {out}; out-of-fold predictions in {merged}")
         return
     result = run_training(data, config, out, resume=resume, exclude=excluded)
@@ -154,17 +157,15 @@ def train(
                       f"checkpoints in {out}" + (" (stopped by the time limit)" if result.stopped_by_time else ""))
 
 
-def _check_run_folder(out: Path, resume: bool, overwrite: bool, every_fold: bool) -> None:
+def _check_run_folder(out: Path, resume: bool, overwrite: bool) -> None:
     """A run folder that holds a trained run is continued (--resume) or replaced (--overwrite),
     never silently overwritten by a new run."""
     if resume and overwrite:
         raise DataError(out, "--resume continues the run in this folder and --overwrite replaces it: choose one")
-    held = [p for p in (out / "last.pt", out / "best.pt") if p.is_file()]
-    if every_fold:
-        held += sorted(out.glob("fold*/last.pt"))
+    held = [p.name for p in (out / "last.pt", out / "best.pt") if p.is_file()]
     if held and not resume and not overwrite:
-        raise DataError(out, f"holds a trained run already ({held[0].name if held[0].parent == out else held[0]}): "
-                             "--resume continues it, --overwrite replaces it, or choose another --out")
+        raise DataError(out, f"holds a trained run already ({held[0]}): --resume continues it, --overwrite "
+                             "replaces it, or choose another --out")
 
 
 @app.command("ensemble")

@@ -16,15 +16,18 @@ from densemarks.inference.checkpoint import Checkpoint
 from densemarks.training.loop import train
 
 
-def train_folds(data_dir: str | Path, config: TrainConfig, out: str | Path, **kwargs) -> Path:
+def train_folds(data_dir: str | Path, config: TrainConfig, out: str | Path, keep_finished: bool = True,
+                **kwargs) -> Path:
     """Train fold 0..K-1 into OUT/fold{i} and merge their predictions into OUT/oof.csv.
-    A fold whose run already finished (its last.pt at the final epoch) is kept."""
+    A fold whose run already finished (its last.pt at the final epoch) is kept (keep_finished),
+    one that did not is trained again from the start."""
     out = Path(out)
     runs = []
     for fold in range(config.folds):
         run = out / f"fold{fold}"
         runs.append(run)
-        if (run / "last.pt").is_file() and Checkpoint.load(run / "last.pt").epoch + 1 >= config.epochs:
+        if keep_finished and (run / "last.pt").is_file() and \
+                Checkpoint.load(run / "last.pt").epoch + 1 >= config.epochs:
             continue
         train(data_dir, dataclasses.replace(config, fold=fold), run, **kwargs)
     merge_out_of_fold(runs, out / "oof.csv")

@@ -391,47 +391,50 @@ def _requested_rows(test: Path) -> list[str]:
 
 # --- an output that is one of the command's own inputs -----------------------------------------
 
-def _same_file_cases(data: Path, checkpoint: Path, tmp: Path) -> dict[str, tuple[list, Path, str]]:
-    """command args, the input they would destroy, the words of the error."""
-    test, photo = data / "test", next((data / "test" / "images").iterdir())
-    preds = tmp / "preds.csv"
-    shutil.copy(test / "answers.csv", preds)
-    (tmp / "linked.onnx").hardlink_to(checkpoint)
-    (tmp / "converted").mkdir()
-    shutil.copy(test / "answers.csv", tmp / "converted" / "points.csv")
-    also = "is also an input of this command"
-    return {
-        "export onto its checkpoint": (["export", "--checkpoint", checkpoint, "--out", checkpoint], checkpoint, also),
-        "export onto a hard link of it": (["export", "--checkpoint", checkpoint, "--out", tmp / "linked.onnx"],
-                                          checkpoint, f"the same file as {checkpoint}"),
-        "predict onto test_points.csv": (["predict", "--checkpoint", checkpoint, "--data", test, "--out",
-                                          test / "test_points.csv"], test / "test_points.csv", also),
-        "submit onto test_points.csv": (["submit", "--predictions", preds, "--points", test / "test_points.csv",
-                                         "--out", test / "test_points.csv"], test / "test_points.csv", also),
-        "evaluate's JSON onto the answers": (["evaluate", "--predictions", preds, "--answers", test / "answers.csv",
-                                              "--json", test / "answers.csv"], test / "answers.csv", also),
-        "ensemble onto a member": (["ensemble", preds, test / "answers.csv", "--out", preds], preds, also),
-        "detect drawing into the photos' folder": (["detect", photo, "--checkpoint", checkpoint, "--out",
-                                                    tmp / "faces.json", "--draw", photo.parent], photo, also),
-        "convert --overwrite of the folder holding the source": (
-            ["convert", tmp / "converted" / "points.csv", "--format", "csv", "--out", tmp / "converted", "--overwrite"],
-            tmp / "converted" / "points.csv", "holds an input of this command"),
-    }
+ALSO = "is also an input of this command"
+# case: (test folder, checkpoint, folder of the test's own files) -> (command args, the input
+# they would destroy, the words of the error)
+SAME_FILE = {
+    "export onto its checkpoint": lambda test, ckpt, tmp: (
+        ["export", "--checkpoint", ckpt, "--out", ckpt], ckpt, ALSO),
+    "export onto a hard link of it": lambda test, ckpt, tmp: (
+        ["export", "--checkpoint", ckpt, "--out", tmp / "linked.onnx"], ckpt, f"the same file as {ckpt}"),
+    "predict onto test_points.csv": lambda test, ckpt, tmp: (
+        ["predict", "--checkpoint", ckpt, "--data", test, "--out", test / "test_points.csv"],
+        test / "test_points.csv", ALSO),
+    "submit onto test_points.csv": lambda test, ckpt, tmp: (
+        ["submit", "--predictions", tmp / "preds.csv", "--points", test / "test_points.csv",
+         "--out", test / "test_points.csv"], test / "test_points.csv", ALSO),
+    "evaluate's JSON onto the answers": lambda test, ckpt, tmp: (
+        ["evaluate", "--predictions", tmp / "preds.csv", "--answers", test / "answers.csv",
+         "--json", test / "answers.csv"], test / "answers.csv", ALSO),
+    "ensemble onto a member": lambda test, ckpt, tmp: (
+        ["ensemble", tmp / "preds.csv", test / "answers.csv", "--out", tmp / "preds.csv"], tmp / "preds.csv", ALSO),
+    "detect drawing into the photos' folder": lambda test, ckpt, tmp: (
+        ["detect", _photo(test), "--checkpoint", ckpt, "--out", tmp / "faces.json", "--draw", test / "images"],
+        _photo(test), ALSO),
+    "convert --overwrite of the folder holding the source": lambda test, ckpt, tmp: (
+        ["convert", tmp / "converted" / "points.csv", "--format", "csv", "--out", tmp / "converted", "--overwrite"],
+        tmp / "converted" / "points.csv", "holds an input of this command"),
+}
 
 
-SAME_FILE = ["export onto its checkpoint", "export onto a hard link of it", "predict onto test_points.csv",
-             "submit onto test_points.csv", "evaluate's JSON onto the answers", "ensemble onto a member",
-             "detect drawing into the photos' folder", "convert --overwrite of the folder holding the source"]
+def _photo(test: Path) -> Path:
+    return min((test / "images").iterdir())
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("case", SAME_FILE)
+@pytest.mark.parametrize("case", list(SAME_FILE))
 def test_an_output_that_is_an_input_is_refused_and_the_input_kept(faces68, trained68, tmp_path, case):
     data, checkpoint = tmp_path / "data", tmp_path / "run" / "best.pt"
     shutil.copytree(faces68, data)
     checkpoint.parent.mkdir()
     shutil.copy(trained68 / "best.pt", checkpoint)
-    args, kept, words = _same_file_cases(data, checkpoint, tmp_path)[case]
+    shutil.copy(data / "test" / "answers.csv", tmp_path / "preds.csv")
+    (tmp_path / "linked.onnx").hardlink_to(checkpoint)
+    (tmp_path / "converted").mkdir()
+    shutil.copy(data / "test" / "answers.csv", tmp_path / "converted" / "points.csv")
+    args, kept, words = SAME_FILE[case](data / "test", checkpoint, tmp_path)
     before = kept.read_bytes()
     one_line_error(run_cli(*args, check=False), words)
     assert kept.read_bytes() == before

@@ -147,7 +147,7 @@ def train(
     _kept_on_interrupt = (f"{out}/last.pt holds the last finished epoch (if one finished); the same command with "
                           "--resume continues from it")
     excluded = read_name_list(exclude) if exclude is not None else None
-    if folds is not None and fold is None:
+    if every_fold:
         merged = train_folds(data, config, out, keep_finished=not overwrite, exclude=excluded)
         console.print(f"trained {folds} folds in {out}; out-of-fold predictions in {merged}")
         return

@@ -402,6 +402,9 @@ SAME_FILE = {
     "predict onto test_points.csv": lambda test, ckpt, tmp: (
         ["predict", "--checkpoint", ckpt, "--data", test, "--out", test / "test_points.csv"],
         test / "test_points.csv", ALSO),
+    "predict --mean-shape DATASET onto its training answers": lambda test, ckpt, tmp: (
+        ["predict", "--checkpoint", ckpt, "--data", test, "--mean-shape", test.parent,
+         "--out", test.parent / "train" / "landmarks.csv"], test.parent / "train" / "landmarks.csv", ALSO),
     "submit onto test_points.csv": lambda test, ckpt, tmp: (
         ["submit", "--predictions", tmp / "preds.csv", "--points", test / "test_points.csv",
          "--out", test / "test_points.csv"], test / "test_points.csv", ALSO),

@@ -254,9 +254,10 @@ def predict(
     from densemarks.analysis.viz import prediction_grid
     from densemarks.data.csvio import write_landmarks
     from densemarks.core import memory
+    from densemarks.data.dataset import train_folder
     from densemarks.inference.predict import mean_shape_folder, predict_folder
 
-    read = [checkpoint, data / "test_points.csv", mean_shape and mean_shape / "landmarks.csv"]
+    read = [checkpoint, data / "test_points.csv", mean_shape and train_folder(mean_shape) / "landmarks.csv"]
     _will_write(out, inputs=read)
     _will_write(draw, inputs=read)
     parse_tta(tta)  # a bad name fails before any work

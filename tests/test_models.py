@@ -121,6 +121,8 @@ def test_per_stage_learning_rates_and_freezing():
     assert trainable(mode="full", frozen_stages=2) == ([False, False, True, True, True], [False] * 4)
     model.train()
     assert trainable(mode="staged", frozen_stages=1) == ([False, True, True, True, True], [True] * 4)
+    model.train()
+    assert trainable(mode="full", freeze_batchnorm=True) == ([True] * 5, [False] * 4)  # stats kept, weights learn
     with pytest.raises(DataError, match="frozen_stages=6: this backbone has 5 stages"):
         trainable(frozen_stages=6)
 

@@ -99,7 +99,8 @@ def build_scheduler(optimizer: torch.optim.Optimizer, config, steps_per_epoch: i
 def set_trainable(model: nn.Module, config, epoch: int) -> None:
     """full: everything; head: only the head; staged: the head, then one more backbone stage
     (from the top) every stage_epochs epochs. In every mode the first frozen_stages stages (from
-    the input) stay frozen. Frozen stages also keep their BatchNorm stats."""
+    the input) stay frozen. Frozen stages also keep their BatchNorm stats, and with
+    freeze_batchnorm so does every BatchNorm of the backbone (its affine weights still learn)."""
     stages = model.stages()
     if not 0 <= config.frozen_stages <= len(stages):
         raise DataError(None, f"frozen_stages={config.frozen_stages}: this backbone has {len(stages)} stages")
@@ -108,8 +109,10 @@ def set_trainable(model: nn.Module, config, epoch: int) -> None:
     frozen_ids = {id(p) for stage in stages[: len(stages) - unfrozen] for p in stage}
     for p in model.parameters():
         p.requires_grad_(id(p) not in frozen_ids)
+    backbone_ids = {id(p) for stage in stages for p in stage}
+    keep_stats = frozen_ids | backbone_ids if config.freeze_batchnorm else frozen_ids
     for module in model.modules():  # BatchNorm of a fully frozen module: keep running stats
         params = list(module.parameters(recurse=False))
         if isinstance(module, nn.modules.batchnorm._BatchNorm) and params and \
-                all(id(p) in frozen_ids for p in params):
+                all(id(p) in keep_stats for p in params):
             module.eval()

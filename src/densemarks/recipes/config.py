@@ -80,6 +80,7 @@ class TrainConfig:
     mode: str = "full"  # models.optim.MODES: full, head (backbone frozen), staged (unfreeze in turn)
     stage_epochs: int = 1  # staged: epochs between unfreezing one more stage
     frozen_stages: int = 0  # backbone stages from the input kept frozen (BatchNorm stats too) in any mode
+    freeze_batchnorm: bool = False  # the backbone's BatchNorm keeps its pretrained running statistics
     backbone_lr_scale: float = 1.0  # learning rate of the backbone relative to the head
     stage_lr_decay: float = 1.0  # each backbone stage below the top: lr times this once more
     grad_clip: float = 0.0  # max gradient norm; 0 disables

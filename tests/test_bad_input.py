@@ -385,6 +385,13 @@ def test_a_single_file_output_can_be_standard_output(faces68, tmp_path):
     assert "wrote" in result.stderr  # the messages moved out of the way
 
 
+def test_a_scheme_file_that_is_not_there_is_an_error_not_the_default(faces68, tmp_path):
+    answers = faces68 / "test" / "answers.csv"
+    for missing in (tmp_path / "shceme.json", tmp_path):
+        one_line_error(run_cli("evaluate", "--predictions", answers, "--answers", answers, "--scheme", missing,
+                               check=False), str(missing), "not a file" if missing.exists() else "not found")
+
+
 def _requested_rows(test: Path) -> list[str]:
     return (test / "test_points.csv").read_text().splitlines()[1:]
 

@@ -124,6 +124,22 @@ def test_keypoint_weights_take_pupils_and_need_named_regions():
     ("[1, 2]", "a JSON list, expected an object"),
     ('{"flip_index": [0, 1]}', "no 'num_points' entry"),
     ("{", "invalid scheme: Expecting property name"),
+    # each entry checked for its type and range (a slip once gave a traceback, a silently
+    # truncated number, or region NMEs over the wrong points)
+    ('{"num_points": "2", "flip_index": [0, 1]}', 'num_points: "2" is not a whole number'),
+    ('{"num_points": 2, "flip_index": [0.0, 1]}', "flip_index[0]: 0.0 is not a whole number"),
+    ('{"num_points": 2, "flip_index": [0, 1], "norm_points": [0]}', "norm_points: [0] is not a list of 2"),
+    ('{"num_points": 2, "flip_index": [0, 1], "norm_points": [1, 1]}', "two different points are needed"),
+    ('{"num_points": 2, "flip_index": [0, 1], "norm_points": [0, 1.5]}', "norm_points[1]: 1.5 is not a whole"),
+    ('{"num_points": 2, "flip_index": [0, 1], "regions": [{"name": "a", "start": 0, "stop": 3}]}',
+     "region 'a': points 0 to 3 (exclusive) is not a non-empty range within 0..2"),
+    ('{"num_points": 2, "flip_index": [0, 1], "regions": [{"name": "a", "start": 1, "stop": 1}]}', "non-empty"),
+    ('{"num_points": 2, "flip_index": [0, 1], "regions": [{"name": "a", "start": 0, "stop": 1}, '
+     '{"name": "a", "start": 1, "stop": 2}]}', "region 'a' is named twice"),
+    ('{"num_points": 2, "flip_index": [0, 1], "regions": ["eyes"]}', "regions[0]: expected an object"),
+    ('{"num_points": 2, "flip_index": [0, 1], "lines": [1, 2]}', "lines[0]: 1 is not a list of 2"),
+    ('{"num_points": 2, "flip_index": [0, 1], "norm_point": [0, 1]}',
+     "unknown entry 'norm_point' (did you mean 'norm_points'?)"),
 ])
 def test_scheme_files_that_are_not_a_scheme(tmp_path, text, words):
     (tmp_path / "scheme.json").write_text(text)

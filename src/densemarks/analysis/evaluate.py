@@ -17,6 +17,8 @@ from densemarks.data.scheme import LandmarkScheme, known_scheme, read_scheme_fil
 def find_scheme(answers: Path, num_points: int, scheme_file: Path | None = None) -> LandmarkScheme:
     """The scheme for metrics: a given file, else scheme.json beside the answers or in the
     sibling train/ folder, else the known scheme for the point count (NME needs its pair)."""
+    if scheme_file is not None and not Path(scheme_file).is_file():
+        raise DataError(scheme_file, "scheme file not found" if not Path(scheme_file).exists() else "not a file")
     candidates = [scheme_file] if scheme_file else [answers.parent / "scheme.json",
                                                      answers.parent.parent / "train" / "scheme.json"]
     for path in candidates:

@@ -8,6 +8,7 @@ The flip index can be derived from data: mirror the mean shape and solve a linea
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,8 +45,20 @@ class LandmarkScheme:
 
     def __post_init__(self):
         check_flip_index(self.flip_index, self.num_points)
-        if self.norm_points is not None and not all(0 <= p < self.num_points for p in self.norm_points):
-            raise ValueError(f"norm_points {self.norm_points} out of range for {self.num_points} points")
+        if self.norm_points is not None:
+            if not all(0 <= p < self.num_points for p in self.norm_points):
+                raise ValueError(f"norm_points {list(self.norm_points)} out of range for {self.num_points} points")
+            if self.norm_points[0] == self.norm_points[1]:
+                raise ValueError(f"norm_points {list(self.norm_points)}: two different points are needed "
+                                 "(NME divides by their distance)")
+        names = set()
+        for region in self.regions:
+            if not 0 <= region.start < region.stop <= self.num_points:
+                raise ValueError(f"region {region.name!r}: points {region.start} to {region.stop} (exclusive) "
+                                 f"is not a non-empty range within 0..{self.num_points}")
+            if region.name in names:
+                raise ValueError(f"region {region.name!r} is named twice")
+            names.add(region.name)
         if any(not 0 <= p < self.num_points for line in self.lines for p in line):
             raise ValueError(f"a line's point lies outside 0..{self.num_points - 1}")
 
@@ -82,20 +95,35 @@ class LandmarkScheme:
 
     @classmethod
     def from_dict(cls, data: dict) -> "LandmarkScheme":
+        """The scheme of `to_dict`'s layout (a scheme.json, a checkpoint's copy); ValueError
+        naming the entry when one has the wrong type or an impossible value; KeyError when
+        num_points or flip_index is missing."""
         norm = data.get("norm_points")
+        if norm is not None:
+            norm = tuple(_whole(v, f"norm_points[{i}]") for i, v in enumerate(_list(norm, "norm_points", 2)))
+        regions = []
+        for i, r in enumerate(_list(data.get("regions", []), "regions")):
+            if not isinstance(r, dict) or not isinstance(r.get("name"), str):
+                raise ValueError(f"regions[{i}]: expected an object with a text name, a start and a stop")
+            regions.append(Region(r["name"], _whole(r.get("start"), f"regions[{i}].start"),
+                                  _whole(r.get("stop"), f"regions[{i}].stop")))
+        lines = tuple(tuple(_whole(v, f"lines[{i}][{j}]") for j, v in enumerate(_list(line, f"lines[{i}]", 2)))
+                      for i, line in enumerate(_list(data.get("lines", []), "lines")))
         return cls(
-            num_points=int(data["num_points"]),
-            flip_index=np.asarray(data["flip_index"], dtype=np.int64),
-            norm_points=None if norm is None else (int(norm[0]), int(norm[1])),
-            regions=tuple(Region(r["name"], int(r["start"]), int(r["stop"]))
-                          for r in data.get("regions", [])),
-            lines=tuple((int(a), int(b)) for a, b in data.get("lines", [])),
+            num_points=_whole(data["num_points"], "num_points"),
+            flip_index=np.asarray([_whole(v, f"flip_index[{i}]")
+                                   for i, v in enumerate(_list(data["flip_index"], "flip_index"))], dtype=np.int64),
+            norm_points=norm,
+            regions=tuple(regions),
+            lines=lines,
         )
 
     def save(self, path: str | Path) -> None:
         with atomic_path(path) as tmp:
             tmp.write_text(json.dumps(self.to_dict()))
 
+
+SCHEME_KEYS = {"num_points", "flip_index", "norm_points", "regions", "lines"}  # to_dict's
 
 # Schemes we know by their point count: regions (name, start, stop) and the NME pair.
 KNOWN_SCHEMES: dict[int, dict] = {
@@ -183,6 +211,22 @@ def read_flip_index(path: str | Path, num_points: int) -> np.ndarray:
     return flip
 
 
+def _whole(value, what: str) -> int:
+    """A JSON integer (not a float, which int() would truncate; not true or false)."""
+    if type(value) is not int:
+        raise ValueError(f"{what}: {json.dumps(value)[:40]} is not a whole number")
+    if abs(value) > 2 ** 62:
+        raise ValueError(f"{what}: {str(value)[:20]}... is out of range")
+    return value
+
+
+def _list(value, what: str, length: int | None = None) -> list:
+    if not isinstance(value, list) or (length is not None and len(value) != length):
+        wanted = f"a list of {length}" if length is not None else "a list"
+        raise ValueError(f"{what}: {json.dumps(value)[:40]} is not {wanted}")
+    return value
+
+
 def _integer(value) -> int:
     """A flip index entry: a JSON integer or the text of one (never a float, which int() would
     truncate)."""
@@ -213,7 +257,12 @@ def read_scheme_file(path: Path, num_points: int) -> LandmarkScheme | None:
         data = json.loads(path.read_text())
         if not isinstance(data, dict):
             raise ValueError(f"a JSON {type(data).__name__}, expected an object (num_points, flip_index, ...)")
-        if int(data["num_points"]) != num_points:
+        unknown = sorted(set(data) - SCHEME_KEYS)
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], SCHEME_KEYS, n=1)
+            raise ValueError(f"unknown entry {unknown[0]!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+                             + f"; known: {', '.join(sorted(SCHEME_KEYS))}")
+        if _whole(data["num_points"], "num_points") != num_points:
             raise ValueError(f"num_points {data['num_points']} but the data has {num_points}")
         return LandmarkScheme.from_dict(data)
     except KeyError as exc:

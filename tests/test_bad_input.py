@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from conftest import one_line_error, run_cli
 from densemarks.core.errors import DataError
+from densemarks.core.fileio import cache_dir_for
 from densemarks.data.synth import synthesize
 from densemarks.recipes.config import TrainConfig, apply_overrides, load_recipe
 
@@ -390,6 +391,32 @@ def test_a_scheme_file_that_is_not_there_is_an_error_not_the_default(faces68, tm
     for missing in (tmp_path / "shceme.json", tmp_path):
         one_line_error(run_cli("evaluate", "--predictions", answers, "--answers", answers, "--scheme", missing,
                                check=False), str(missing), "not a file" if missing.exists() else "not found")
+
+
+@pytest.mark.slow
+def test_pictures_need_a_picture_name_and_an_export_a_known_opset(faces68, trained68, tmp_path):
+    test = faces68 / "test"
+    one_line_error(run_cli("predict", "--checkpoint", trained68 / "best.pt", "--data", test, "--out",
+                           tmp_path / "p.csv", "--draw", tmp_path / "grid", check=False), "ending in .png")
+    one_line_error(run_cli("evaluate", "--predictions", test / "answers.csv", "--answers", test / "answers.csv",
+                           "--draw", tmp_path / "worst.gif", check=False), "ending in .png")
+    one_line_error(run_cli("export", "--checkpoint", trained68 / "best.pt", "--out", tmp_path / "m.onnx",
+                           "--opset", 999, check=False), "opset 999", "knows opsets up to")
+    assert sorted(tmp_path.iterdir()) == []
+
+
+def test_a_cache_folder_that_cannot_be_made_is_a_one_line_error(tmp_path, monkeypatch):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "landmarks.csv").write_text("file_name\n")
+    shared.chmod(0o555)  # read-only, so derived files go to the user cache
+    (tmp_path / "a file").write_text("")
+    monkeypatch.setenv("DENSEMARKS_CACHE", str(tmp_path / "a file"))
+    try:
+        with pytest.raises(DataError, match="set DENSEMARKS_CACHE to a writable folder"):
+            cache_dir_for(shared / "landmarks.csv")
+    finally:
+        shared.chmod(0o755)
 
 
 def _requested_rows(test: Path) -> list[str]:

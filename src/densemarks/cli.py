@@ -259,7 +259,7 @@ def predict(
 
     read = [checkpoint, data / "test_points.csv", mean_shape and train_folder(mean_shape) / "landmarks.csv"]
     _will_write(out, inputs=read)
-    _will_write(draw, inputs=read)
+    _will_write(draw, inputs=read, picture=True)
     parse_tta(tta)  # a bad name fails before any work
     _announce_threads(threads)
     if mean_shape is not None:
@@ -305,7 +305,7 @@ def evaluate(
 
     read = [*predictions, answers, points, scheme]
     _will_write(json_out, inputs=read)
-    _will_write(draw, inputs=read)
+    _will_write(draw, inputs=read, picture=True)
     results = evaluate_files(predictions, answers, points, scheme)
     console.print(metrics_table(results))
     text = json.dumps({str(k): v.to_dict() for k, v in results.items()}, indent=2)
@@ -541,14 +541,21 @@ KEPT_BY_DEFAULT = "nothing half-written was left (each output is written whole o
 _kept_on_interrupt = KEPT_BY_DEFAULT
 
 
-def _will_write(path: Optional[Path], folder: bool = False, inputs=(), replaces_folder: bool = False) -> None:
+PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def _will_write(path: Optional[Path], folder: bool = False, inputs=(), replaces_folder: bool = False,
+                picture: bool = False) -> None:
     """Check an output before any long work (core/fileio.check_output), and that it is none of
     the command's `inputs` (nor, for a folder the command replaces, holds one); `-` for a file
-    means standard output, and this command's messages then go to standard error."""
+    means standard output, and this command's messages then go to standard error. picture: the
+    file is a picture, its format named by its suffix."""
     from densemarks.core.fileio import check_not_input, check_output
 
     if path is None:
         return
+    if picture and path.suffix.lower() not in PICTURE_SUFFIXES:
+        raise DataError(path, f"a picture is written here: give a file name ending in {', '.join(PICTURE_SUFFIXES)}")
     check_output(path, folder=folder)
     check_not_input([path], inputs, replaces_folder=replaces_folder)
     if str(path) == "-":

@@ -106,8 +106,7 @@ def prediction_grid(images_dir: Path, names, points: np.ndarray, out: Path, trut
     while len(tiles) % columns:
         tiles.append(np.zeros_like(tiles[0]))
     grid = np.vstack([np.hstack(tiles[r:r + columns]) for r in range(0, len(tiles), columns)])
-    with atomic_path(out) as tmp:
-        cv2.imwrite(str(tmp), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
+    save_rgb(out, grid)
 
 
 def draw_faces(pixels: np.ndarray, faces, truth: list[np.ndarray] | None = None,

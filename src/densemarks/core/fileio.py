@@ -140,7 +140,11 @@ def cache_dir_for(source: str | Path) -> Path:
         return source.parent
     key = hashlib.sha1(str(source).encode()).hexdigest()[:16]
     folder = user_cache() / key
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(user_cache(), f"cannot make the cache folder for {source} ({exc.strerror}; the folder "
+                        "beside it is read-only): set DENSEMARKS_CACHE to a writable folder") from None
     return folder
 
 

@@ -29,6 +29,13 @@ def export_onnx(checkpoint: str | Path, out: str | Path, *, opset: int = 18, tol
     """Write the checkpoint's InferenceModel as ONNX (dynamic batch) to `out`, then check that
     ONNX Runtime's points equal torch's within `tolerance` input pixels (default 1e-3 of the
     crop size) on random crops; a failed check leaves no file."""
+    try:
+        import onnx
+    except ImportError:
+        raise DataError(None, "export needs the onnx and onnxscript packages: pip install 'densemarks[photos]'") from None
+    if opset > onnx.defs.onnx_opset_version():  # before torch's converter, which logs a traceback
+        raise DataError(out, f"opset {opset}: the installed onnx {onnx.__version__} knows opsets up to "
+                             f"{onnx.defs.onnx_opset_version()}; nothing written")
     state = Checkpoint.load(checkpoint)
     model = InferenceModel.from_checkpoint(state)
     h, w = state.config.augment.size

@@ -31,7 +31,10 @@ BAD_VALUES = [
     ("augment.flip_p", 2, "augment.flip_p=2.0: allowed in [0, 1]"), ("augment.size", [224], "list of 2 integers"),
     ("augment.size", [0, 0], "two sizes from 16"), ("augment.size", [True, 3], "list of 2 integers"),
     ("augment.rotate_deg", -5, "in [0, 180]"), ("time_limit", "-5m", "duration > 0"), ("folds", 1, "0 (off) or >= 2"),
-    ("model", None, "expected text"), ("decoder_fine_channels", -8, "allowed >= 0"),
+    ("model", None, "expected text"), ("decoder_fine_channels", -8, "from 0 to 8192"),
+    # sizes that overflowed a float32 (lr) or the arithmetic (sigma), or asked for 360 GB (channels)
+    ("lr", 1e300, "allowed > 0 and <= 10"), ("heatmap_sigma", 1e300, "<= 64 map pixels"),
+    ("simcc_sigma", 1e300, "<= 64 pixels"), ("decoder_channels", 100000, "from 1 to 8192"),
     ("feature_head_conv", "maybe", "expected true or false"), ("keep_freed_memory", "sometimes", "expected true or false"),
     ("simcc_axes", "both", "is not one of shared or separate"),
 ]
@@ -127,6 +130,26 @@ def test_training_without_a_usable_model_fails(few, tmp_path, extra, words):
     result = run_cli("train", "--data", few, "--out", out, "--recipe", "fast-cpu", *SMALL, *extra, check=False)
     line = one_line_error(result, words)
     assert not (out / "best.pt").exists() or "hold the last finite model" in line
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("head, words", [("regression", "cannot take augment.size=[64, 64]"),
+                                         ("heatmap", "cannot run on a 128x128 input")])
+def test_a_network_made_for_another_input_size_is_refused_before_training(few, tmp_path, head, words):
+    result = run_cli("train", "--data", few, "--out", tmp_path / "run", "--recipe", "fast-cpu", "model=vit_b_16",
+                     f"head={head}", *SMALL[1:], "augment.size=[64,64]", check=False)
+    one_line_error(result, "224", words)
+
+
+def test_running_out_of_memory_is_one_line(faces68, monkeypatch):
+    def allocate(*args, **kwargs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory: "
+                           "you tried to allocate 360000000000 bytes.")
+
+    monkeypatch.setattr("densemarks.analysis.evaluate.evaluate_files", allocate)
+    answers = faces68 / "test" / "answers.csv"
+    one_line_error(run_cli("evaluate", "--predictions", answers, "--answers", answers, check=False),
+                   "out of memory", "360000000000 bytes", "try a smaller batch_size=")
 
 
 def test_an_exclude_list_of_every_training_face_is_refused(few, tmp_path):

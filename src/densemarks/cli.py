@@ -575,6 +575,13 @@ def _close_progress_bars() -> None:
         bar.close()
 
 
+def _out_of_memory(exc: BaseException) -> bool:
+    """An allocation that failed: Python's MemoryError, torch's OutOfMemoryError (CUDA) or its
+    CPU allocator's RuntimeError."""
+    return isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError" or \
+        "can't allocate memory" in str(exc) or "out of memory" in str(exc)
+
+
 def main(argv: list[str] | None = None) -> None:
     """The console script; argv: the arguments (default: the process's)."""
     global _kept_on_interrupt
@@ -590,6 +597,14 @@ def main(argv: list[str] | None = None) -> None:
         _close_progress_bars()
         print(f"interrupted: {_kept_on_interrupt}", file=sys.stderr)
         sys.exit(130)
+    except (MemoryError, RuntimeError) as exc:
+        if not _out_of_memory(exc):
+            raise
+        _close_progress_bars()
+        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:200]
+        print(f"error: out of memory ({detail}); {_kept_on_interrupt}; try a smaller batch_size=, augment.size=, "
+              "model or decoder", file=sys.stderr)
+        sys.exit(2)
     except SystemExit as exc:
         if exc.code == 130:  # typer turns Ctrl-C (KeyboardInterrupt) into a silent exit 130
             _close_progress_bars()

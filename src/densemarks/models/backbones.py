@@ -185,6 +185,10 @@ def _last_module_per_stride(model: nn.Module, size: int = 128, head_conv: bool =
     try:
         with torch.no_grad():
             model.eval()(torch.zeros(1, 3, size, size))
+    except (RuntimeError, AssertionError, ValueError) as exc:  # a network made for one input size
+        message = (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:160]
+        raise ModelError(f"{type(model).__name__} cannot run on a {size}x{size} input to find its feature maps "
+                         f"({message}); a heatmap or simcc head needs a convolutional backbone") from None
     finally:
         for h in hooks:
             h.remove()

@@ -42,6 +42,22 @@ from densemarks.training.parallel import StepModel
 from densemarks.training.warm_start import seen_validation_faces, warm_start
 
 
+def check_input_size(model: torch.nn.Module, config: TrainConfig) -> None:
+    """One forward pass on a blank input of augment.size before any work: a network that
+    cannot take that size (a vision transformer made for 224x224) fails here with one line."""
+    h, w = config.augment.size
+    device = next(model.parameters()).device
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, 3, h, w, device=device))
+    except (RuntimeError, AssertionError, ValueError) as exc:
+        message = (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:160]
+        raise DataError(None, f"model={config.model} head={config.head} cannot take augment.size=[{h}, {w}] "
+                              f"({message})") from None
+    finally:
+        model.train()
+
+
 def resolve_config(recipe: str, overrides: list[str], *, resume_from: Path | None = None,
                    time_limit: str | None = None, folds: int | None = None, fold: int | None = None) -> TrainConfig:
     """The config of a run: the recipe (or, resuming, the stored config of `resume_from`), then
@@ -166,6 +182,7 @@ def prepare_run(data_dir: str | Path, config: TrainConfig, out: Path, ctx: Conte
 
     head = make_head(config)
     model = create_model(config, scheme.num_points, config.weights).to(ctx.device)
+    check_input_size(model, config)
     if framing is not None and not resume:  # rank 0; DDP copies its weights to the others
         head.start_from(model, framing.mean_shape)
     if start is not None:

@@ -97,3 +97,12 @@ def test_pose_balanced_weights_favour_rare_poses():
     assert w.sum() == pytest.approx(1)
     assert w[-1] == pytest.approx(9 * w[0])  # 90 common vs 10 rare: each group drawn equally often
     assert w[:90].sum() == pytest.approx(w[90:].sum())
+
+
+@pytest.mark.filterwarnings("error")  # a division by a zero norm warned and left NaN in the pitch mode
+def test_pose_of_flat_shapes_is_finite():
+    rng = np.random.default_rng(0)
+    shapes = np.zeros((20, 5, 2))
+    shapes[..., 0] = np.arange(5) * (1 + rng.uniform(0, 0.1, (20, 1)))  # every face a horizontal line
+    pose = estimate_pose(shapes, np.arange(5)[::-1])
+    assert np.isfinite(pose.yaw).all() and np.isfinite(pose.pitch).all() and np.isfinite(pose.roll).all()

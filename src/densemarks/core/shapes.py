@@ -167,7 +167,7 @@ def estimate_pose(shapes: np.ndarray, flip_index: np.ndarray) -> PoseEstimate:
         yaw_mode = -yaw_mode
     stretch = np.zeros_like(centred)
     stretch[:, 1] = centred[:, 1]
-    stretch /= np.linalg.norm(stretch)
+    stretch /= max(np.linalg.norm(stretch), 1e-12)  # a flat mean shape (collinear or one point): no pitch
     modes = _leading_modes(sym, 3)
     pitch_mode = max(modes, key=lambda m: abs((m * stretch).sum()))
     if (pitch_mode * stretch).sum() < 0:

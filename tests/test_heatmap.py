@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from densemarks.core.errors import DataError
 from densemarks.recipes.config import load_recipe, apply_overrides
 from densemarks.models.heads import HeatmapHead
 from densemarks.models.heads.heatmap import HeatmapCodec, refined_argmax, upsample_to
@@ -104,6 +105,25 @@ def test_a_narrow_finest_level_and_features_before_the_head_conv():
     default = HeatmapHead((96, 64)).network("mobilenet_v2", 11, weights="none")
     assert not any(k.startswith("decoder.narrow") for k in default.state_dict())
     assert default.backbone(torch.zeros(1, 3, 96, 64))[-1].shape[1] == 1280
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v2", "mobilenetv3_small_100"])
+def test_maps_at_half_the_input_from_the_stride_2_features(name):
+    """heatmap_stride=2: one more decoder level, on the backbone's stride-2 features (narrowed by
+    fine_channels), gives maps at 1/2 of the input; the codec round-trips at that stride."""
+    head = HeatmapHead((96, 64), fine_channels=8, stride=2)
+    model = head.network(name, 11, weights="none").eval()
+    with torch.no_grad():
+        maps = model(torch.zeros(2, 3, 96, 64))
+        features = model.backbone(torch.zeros(1, 3, 96, 64))
+    assert maps.shape == (2, 11, 48, 32)
+    assert [96 // f.shape[-2] for f in features] == [2, 4, 8, 16, 32]
+    assert model.decoder.out.in_channels == 8
+    points = torch.tensor([[[10.3, 80.6], [0.0, 0.0], [63.0, 95.0]]])
+    decoded = head.decode(head.encode(points)).points
+    torch.testing.assert_close(decoded, points, atol=1e-3, rtol=0)
+    with pytest.raises(DataError, match="divisible by 2"):
+        HeatmapHead((95, 64), stride=2)
 
 
 def _newton_reference(m: np.ndarray) -> tuple[float, float]:

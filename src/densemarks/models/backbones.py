@@ -137,9 +137,10 @@ def backbone_stages(model: nn.Module, count: int = 5, has_head: bool = True) -> 
 FEATURE_STRIDES = (4, 8, 16, 32)
 
 
-def create_feature_backbone(name: str, weights: str = "default", head_conv: bool = True) -> tuple[nn.Module, list[int]]:
-    """A backbone returning its feature maps at strides 4, 8, 16 and 32 (a list), and their
-    channel counts. timm models through `features_only`; torchvision models through
+def create_feature_backbone(name: str, weights: str = "default", head_conv: bool = True,
+                            finest: int = 4) -> tuple[nn.Module, list[int]]:
+    """A backbone returning its feature maps at strides 4 (or `finest`: 2), 8, 16 and 32 (a
+    list), and their channel counts. timm models through `features_only`; torchvision models through
     `create_feature_extractor` at the last module of each stride (found by one dry run).
 
     head_conv=False: a torchvision model's stride-32 features are taken before a last 1x1
@@ -150,7 +151,7 @@ def create_feature_backbone(name: str, weights: str = "default", head_conv: bool
 
         _require_timm_name(name)
         probe = timm.create_model(name, features_only=True, pretrained=False)
-        levels = [i for i, r in enumerate(probe.feature_info.reduction()) if r in FEATURE_STRIDES]
+        levels = [i for i, r in enumerate(probe.feature_info.reduction()) if r in _strides(finest)]
         pretrained = weights.lower() != "none"
         packaged = timm_pretrained_overlay(name, pretrained, features_only=True)
         try:
@@ -162,12 +163,17 @@ def create_feature_backbone(name: str, weights: str = "default", head_conv: bool
                              f"(HF_HOME) with them, or train with weights=none") from None
         return model, list(model.feature_info.channels())
     model = torchvision.models.get_model(name, weights=_torchvision_weights(name, weights))
-    nodes = _last_module_per_stride(model, head_conv=head_conv)
+    nodes = _last_module_per_stride(model, head_conv=head_conv, strides=_strides(finest))
     extractor = create_feature_extractor(model, return_nodes={n: str(i) for i, n in enumerate(nodes.values())})
     return _AsList(extractor), _channels(extractor)
 
 
-def _last_module_per_stride(model: nn.Module, size: int = 128, head_conv: bool = True) -> dict[int, str]:
+def _strides(finest: int) -> tuple[int, ...]:
+    return tuple(s for s in (2, *FEATURE_STRIDES) if s >= finest)
+
+
+def _last_module_per_stride(model: nn.Module, size: int = 128, head_conv: bool = True,
+                            strides: tuple[int, ...] = FEATURE_STRIDES) -> dict[int, str]:
     """Name of the last module (two levels deep at most) whose output has each stride; with
     head_conv=False, the stride-32 one is the last before a closing 1x1 convolution block."""
     calls: list[tuple[int, str, nn.Module]] = []  # in the order the hooks run: children before parents
@@ -179,7 +185,7 @@ def _last_module_per_stride(model: nn.Module, size: int = 128, head_conv: bool =
         def hook(module, __, output, module_name=module_name):
             if isinstance(output, torch.Tensor) and output.dim() == 4 and output.shape[-1] > 0:
                 stride = size // output.shape[-1]
-                if stride in FEATURE_STRIDES and size % output.shape[-1] == 0:
+                if stride in strides and size % output.shape[-1] == 0:
                     calls.append((stride, module_name, module))
         hooks.append(module.register_forward_hook(hook))
     try:
@@ -195,13 +201,13 @@ def _last_module_per_stride(model: nn.Module, size: int = 128, head_conv: bool =
     # The last call per stride: a parent runs its hook after its children, so this keeps each
     # stride's outermost last module.
     found = {stride: name for stride, name, _ in calls}
-    missing = [s for s in FEATURE_STRIDES if s not in found]
+    missing = [s for s in strides if s not in found]
     if missing:
         raise ModelError(f"{type(model).__name__} has no feature maps at strides {missing}; "
-                         "a heatmap head needs strides 4, 8, 16 and 32")
+                         f"this head needs strides {', '.join(map(str, strides))}")
     if not head_conv:
         found[32] = _before_head_conv([(name, module) for stride, name, module in calls if stride == 32])
-    return {s: found[s] for s in FEATURE_STRIDES}
+    return {s: found[s] for s in strides}
 
 
 def _before_head_conv(calls: list[tuple[str, nn.Module]]) -> str:

@@ -45,6 +45,7 @@ class TrainConfig:
     # heatmap, simcc: stride-32 features after a torchvision backbone's closing 1x1 conv (true;
     # MobileNetV2: 1280 channels) or before it (false: 320)
     feature_head_conv: bool = True
+    heatmap_stride: int = 4  # heatmap: input pixels per map pixel: 4, or 2 (a decoder level on the stride-2 features)
     heatmap_points_per_step: int = 64  # heatmap: points whose maps each training step computes (0 = all)
     simcc_split: float = 2.0  # simcc: bins per input pixel
     simcc_sigma: float = 2.0  # simcc: the labels' Gaussian sigma, in input pixels
@@ -166,7 +167,7 @@ RANGES: dict[str, tuple] = {
     "teacher_weight": _FRACTION,
     "heatmap_sigma": (lambda v: 0 < v <= 64, "> 0 and <= 64 map pixels"), "coord_weight": _AT_LEAST_0,
     "decoder_channels": _CHANNELS, "decoder_fine_channels": (lambda v: 0 <= v <= 8192, "from 0 to 8192"),
-    "heatmap_points_per_step": _AT_LEAST_0, "simcc_split": (lambda v: 0.25 <= v <= 8, "from 0.25 to 8"),
+    "heatmap_points_per_step": _AT_LEAST_0, "heatmap_stride": (lambda v: v in (2, 4), "2 or 4"), "simcc_split": (lambda v: 0.25 <= v <= 8, "from 0.25 to 8"),
     "simcc_sigma": (lambda v: 0 < v <= 64, "> 0 and <= 64 pixels"), "simcc_hidden": (lambda v: 0 <= v <= 8192, "from 0 to 8192"),
     "simcc_coord_weight": _AT_LEAST_0, "regression_channels": _CHANNELS,
     "augment.size": (lambda v: all(16 <= s <= 4096 for s in v), "two sizes from 16 to 4096 pixels"),

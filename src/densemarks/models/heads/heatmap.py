@@ -1,5 +1,5 @@
 """The heatmap head: a backbone's multi-scale features, a light U-Net style decoder, K maps at
-1/4 of the input size; the codec between maps and points; adaptive wing on the maps and/or L1
+1/4 (or 1/2) of the input size; the codec between maps and points; adaptive wing on the maps and/or L1
 on the soft-argmax coordinates; training on a random subset of the points each step.
 
 Targets are never stored: `HeatmapCodec.encode` builds the Gaussian maps on the training device
@@ -125,12 +125,12 @@ def heatmap_loss(maps: torch.Tensor, target: torch.Tensor, omega: float = 14.0, 
 
 
 class UNetDecoder(nn.Module):
-    """Top-down path over features of strides 4, 8, 16, 32 (coarsest last): each level is
+    """Top-down path over features of strides 4 (or 2, 4), 8, 16, 32 (coarsest last): each level is
     projected to `channels`, the coarser result upsampled and added, then a 3x3 conv; a 1x1
-    conv gives K maps at the finest (1/4) level. Thin on purpose: with K = 971 the last layer
+    conv gives K maps at the finest level. Thin on purpose: with K = 971 the last layer
     dominates, so the decoder stays a fraction of the backbone's cost.
 
-    fine_channels (0: `channels`): the finest level's width. Its 3x3 conv at 1/4 of the input
+    fine_channels (0: `channels`): the finest level's width. Its 3x3 conv at 1/4 (1/2) of the input
     is the decoder's costliest layer; a narrower level gets the coarser result through a 1x1
     conv before the upsampling."""
 
@@ -168,12 +168,12 @@ def upsample_to(x: torch.Tensor, size: torch.Size) -> torch.Tensor:
 
 
 class LandmarkHeatmapModel(nn.Module):
-    """Backbone features -> decoder -> maps (B, K, H/4, W/4)."""
+    """Backbone features -> decoder -> maps (B, K, H/s, W/s), s the finest feature stride (4 or 2)."""
 
     def __init__(self, features: nn.Module, channels: list[int], num_points: int, decoder_channels: int = 64,
                  fine_channels: int = 0):
         super().__init__()
-        self.backbone = features  # returns a list of feature maps, strides 4, 8, 16, 32
+        self.backbone = features  # returns a list of feature maps, strides (2,) 4, 8, 16, 32
         self.decoder = UNetDecoder(channels, decoder_channels, num_points, fine_channels)
         self.num_points = num_points
 
@@ -196,11 +196,12 @@ HEATMAP_LOSSES = {"maps": (True, False), "coords": (False, True), "both": (True,
 class HeatmapHead:
     def __init__(self, size: tuple[int, int], sigma: float = 1.5, loss: str = "both", coord_weight: float = 0.1,
                  decode: str = "argmax", points_per_step: int = 64, decoder_channels: int = 64,
-                 fine_channels: int = 0, head_conv: bool = True):
+                 fine_channels: int = 0, head_conv: bool = True, stride: int = 4):
         h, w = size
-        if h % 4 or w % 4:
-            raise DataError(None, f"head=heatmap needs augment.size divisible by 4 (maps at 1/4), got {h}x{w}")
-        self.codec = HeatmapCodec(h, w, stride=4, sigma=sigma)
+        if h % stride or w % stride:
+            raise DataError(None, f"head=heatmap needs augment.size divisible by {stride} (maps at 1/{stride}), "
+                                  f"got {h}x{w}")
+        self.codec = HeatmapCodec(h, w, stride=stride, sigma=sigma)
         self.use_maps, self.use_coords = choose(HEATMAP_LOSSES, loss, "heatmap loss")
         self.coord_weight = coord_weight if self.use_maps else 1.0
         choose(DECODERS, decode, "heatmap decoding")  # an unknown name fails here, not at the first decode
@@ -214,10 +215,10 @@ class HeatmapHead:
     def from_config(cls, config) -> "HeatmapHead":
         return cls(config.augment.size, config.heatmap_sigma, config.heatmap_loss, config.coord_weight,
                    config.heatmap_decode, config.heatmap_points_per_step, config.decoder_channels,
-                   config.decoder_fine_channels, config.feature_head_conv)
+                   config.decoder_fine_channels, config.feature_head_conv, config.heatmap_stride)
 
     def network(self, backbone: str, num_points: int, weights: str) -> LandmarkHeatmapModel:
-        features, channels = create_feature_backbone(backbone, weights, self.head_conv)
+        features, channels = create_feature_backbone(backbone, weights, self.head_conv, finest=self.codec.stride)
         return LandmarkHeatmapModel(features, channels, num_points, self.decoder_channels, self.fine_channels)
 
     def encode(self, points: torch.Tensor) -> torch.Tensor:

@@ -196,12 +196,13 @@ def test_onnx_runtime_equals_torch(run_name, request, photo, tmp_path):
 
 def test_export_writes_the_opset_asked_for_or_nothing(trained68, tmp_path):
     """torch's exporter wrote opset 18 when asked for one it cannot convert to, and said it had
-    written the file."""
+    written the file; an opset newer than the installed onnx knows is refused before exporting
+    (torch's converter logged a traceback for it)."""
     import onnx
     model = trained68 / "best.pt"
     export_onnx(model, tmp_path / "a.onnx", opset=20)
     assert [o.version for o in onnx.load(str(tmp_path / "a.onnx")).opset_import if o.domain == ""] == [20]
-    with pytest.raises(DataError, match="cannot write opset 40 .it wrote 18.; nothing written"):
+    with pytest.raises(DataError, match="opset 40: the installed onnx .* knows opsets up to .*; nothing written"):
         export_onnx(model, tmp_path / "b.onnx", opset=40)
     assert not (tmp_path / "b.onnx").exists()
 

@@ -30,7 +30,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path, *, opset: int = 18, tol
     ONNX Runtime's points equal torch's within `tolerance` input pixels (default 1e-3 of the
     crop size) on random crops; a failed check leaves no file."""
     try:
-        import onnx
+        import onnx  # optional (the `photos` extra)
     except ImportError:
         raise DataError(None, "export needs the onnx and onnxscript packages: pip install 'densemarks[photos]'") from None
     if opset > onnx.defs.onnx_opset_version():  # before torch's converter, which logs a traceback

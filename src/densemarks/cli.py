@@ -19,7 +19,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from densemarks.core.errors import MAX_SEED, MAX_THREADS, MAX_WORKERS, DataError, env_int
+from densemarks.core.errors import MAX_SEED, MAX_THREADS, MAX_WORKERS, DataError, env_int, last_line
 from densemarks.core.registry import names
 from densemarks.data.formats import READERS as FORMATS, WRITERS as EXPORT_FORMATS
 from densemarks.inference.tta import TTA_MODES, parse_tta
@@ -601,8 +601,7 @@ def main(argv: list[str] | None = None) -> None:
         if not _out_of_memory(exc):
             raise
         _close_progress_bars()
-        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:200]
-        print(f"error: out of memory ({detail}); {_kept_on_interrupt}; try a smaller batch_size=, augment.size=, "
+        print(f"error: out of memory ({last_line(exc, 200)}); {_kept_on_interrupt}; try a smaller batch_size=, augment.size=, "
               "model or decoder", file=sys.stderr)
         sys.exit(2)
     except SystemExit as exc:

@@ -31,6 +31,12 @@ class DataError(Exception):
         super().__init__(f"{where}: {message}" if where else message)
 
 
+def last_line(exc: BaseException, limit: int = 160) -> str:
+    """The last line of a library's exception message (where torch and friends say what was
+    wrong), cut to `limit` characters, for a one-line error; the type's name when it is empty."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:limit]
+
+
 _WORKER = "Caught DataError in DataLoader worker"
 _PREFIX = f"{__name__}.DataError: "
 

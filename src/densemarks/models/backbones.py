@@ -19,7 +19,7 @@ import torchvision
 from torch import nn
 from torchvision.models.feature_extraction import create_feature_extractor
 
-from densemarks.core.errors import DataError
+from densemarks.core.errors import DataError, last_line
 from densemarks.models.packaged import timm_pretrained_overlay
 
 
@@ -192,9 +192,8 @@ def _last_module_per_stride(model: nn.Module, size: int = 128, head_conv: bool =
         with torch.no_grad():
             model.eval()(torch.zeros(1, 3, size, size))
     except (RuntimeError, AssertionError, ValueError) as exc:  # a network made for one input size
-        message = (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:160]
         raise ModelError(f"{type(model).__name__} cannot run on a {size}x{size} input to find its feature maps "
-                         f"({message}); a heatmap or simcc head needs a convolutional backbone") from None
+                         f"({last_line(exc)}); a heatmap or simcc head needs a convolutional backbone") from None
     finally:
         for h in hooks:
             h.remove()

@@ -109,8 +109,7 @@ def set_trainable(model: nn.Module, config, epoch: int) -> None:
     frozen_ids = {id(p) for stage in stages[: len(stages) - unfrozen] for p in stage}
     for p in model.parameters():
         p.requires_grad_(id(p) not in frozen_ids)
-    backbone_ids = {id(p) for stage in stages for p in stage}
-    keep_stats = frozen_ids | backbone_ids if config.freeze_batchnorm else frozen_ids
+    keep_stats = frozen_ids | {id(p) for stage in stages for p in stage} if config.freeze_batchnorm else frozen_ids
     for module in model.modules():  # BatchNorm of a fully frozen module: keep running stats
         params = list(module.parameters(recurse=False))
         if isinstance(module, nn.modules.batchnorm._BatchNorm) and params and \

@@ -154,6 +154,7 @@ _AT_LEAST_1 = (lambda v: v >= 1, ">= 1")
 _FRACTION = (lambda v: 0 <= v <= 1, "in [0, 1]")
 _SEED = (lambda v: 0 <= v <= MAX_SEED, f"from 0 to {MAX_SEED}")
 _CHANNELS = (lambda v: 1 <= v <= 8192, "from 1 to 8192")
+_CHANNELS_OR_0 = (lambda v: 0 <= v <= 8192, "from 0 to 8192")
 RANGES: dict[str, tuple] = {
     "seed": _SEED, "split_seed": _SEED, "lr": (lambda v: 0 < v <= 10, "> 0 and <= 10"), "weight_decay": _AT_LEAST_0, "momentum": _FRACTION, "plateau_factor": (lambda v: 0 < v < 1, "in (0, 1)"),
     "plateau_patience": _AT_LEAST_0, "restart_epochs": _AT_LEAST_1, "epochs": _AT_LEAST_1,
@@ -166,9 +167,9 @@ RANGES: dict[str, tuple] = {
     "grad_clip": _AT_LEAST_0, "val_every": _AT_LEAST_1, "ema": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "teacher_weight": _FRACTION,
     "heatmap_sigma": (lambda v: 0 < v <= 64, "> 0 and <= 64 map pixels"), "coord_weight": _AT_LEAST_0,
-    "decoder_channels": _CHANNELS, "decoder_fine_channels": (lambda v: 0 <= v <= 8192, "from 0 to 8192"),
+    "decoder_channels": _CHANNELS, "decoder_fine_channels": _CHANNELS_OR_0,
     "heatmap_points_per_step": _AT_LEAST_0, "heatmap_stride": (lambda v: v in (2, 4), "2 or 4"), "simcc_split": (lambda v: 0.25 <= v <= 8, "from 0.25 to 8"),
-    "simcc_sigma": (lambda v: 0 < v <= 64, "> 0 and <= 64 pixels"), "simcc_hidden": (lambda v: 0 <= v <= 8192, "from 0 to 8192"),
+    "simcc_sigma": (lambda v: 0 < v <= 64, "> 0 and <= 64 pixels"), "simcc_hidden": _CHANNELS_OR_0,
     "simcc_coord_weight": _AT_LEAST_0, "regression_channels": _CHANNELS,
     "augment.size": (lambda v: all(16 <= s <= 4096 for s in v), "two sizes from 16 to 4096 pixels"),
     "augment.border_threshold": (lambda v: v is None or 0 <= v <= 255, "null or 0 to 255"),

@@ -20,7 +20,7 @@ from tqdm import tqdm
 from densemarks.analysis.metrics import Metrics, check_norm_distances, evaluate_points
 from densemarks.core import distributed
 from densemarks.core.distributed import Context
-from densemarks.core.errors import DataError
+from densemarks.core.errors import DataError, last_line
 from densemarks.core.memory import keep_freed_memory
 from densemarks.core.registry import choose
 from densemarks.data.augment import LandmarkTransform
@@ -51,9 +51,8 @@ def check_input_size(model: torch.nn.Module, config: TrainConfig) -> None:
         with torch.no_grad():
             model.eval()(torch.zeros(1, 3, h, w, device=device))
     except (RuntimeError, AssertionError, ValueError) as exc:
-        message = (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:160]
         raise DataError(None, f"model={config.model} head={config.head} cannot take augment.size=[{h}, {w}] "
-                              f"({message})") from None
+                              f"({last_line(exc)})") from None
     finally:
         model.train()
 

@@ -54,6 +54,21 @@ def test_store_is_refused_after_the_csv_changes(train_dir):
         open_store(train_dir, 96)
 
 
+def test_store_is_refused_after_an_image_is_replaced_or_removed(train_dir):
+    """An image replaced in place trained from its old stored pixels without a word."""
+    table = read_landmarks(train_dir / "landmarks.csv")
+    build_store(train_dir, table.file_names, side=64)
+    open_store(train_dir, 64)
+    first, second = (train_dir / "images" / str(n) for n in table.file_names[:2])
+    shutil.copyfile(second, first)  # another face under the same name
+    with pytest.raises(DataError, match=f"{first.name}: changed since the preprocessed store .* preprocess"):
+        open_store(train_dir, 64)
+    build_store(train_dir, table.file_names, side=64)
+    second.unlink()
+    with pytest.raises(DataError, match=f"{second.name}: image of the preprocessed store"):
+        open_store(train_dir, 64)
+
+
 def test_default_side_leaves_room_for_zoom():
     assert default_side((224, 224)) == 288 and default_side((128, 128)) == 160
 

@@ -10,8 +10,8 @@ Two formats:
 
 An entry comes back as a `LoadedImage` whose `to_pixels` is the exact shrink (per axis), so
 augmentation, black-border removal and `geometry.to_original` work in original-image pixels exactly as
-with the JPEG files. The store records the landmarks.csv it was built for (size and
-modification time) and is refused when that changed.
+with the JPEG files. The store records the landmarks.csv and the image files it was built
+from (size and modification time) and is refused when one of them changed.
 """
 
 from __future__ import annotations
@@ -71,10 +71,12 @@ def build_store(train_dir: Path, names: np.ndarray, side: int, fmt: str = "raw",
     sizes = np.zeros((n, 2), np.int64)  # original (w, h)
     shapes = np.zeros((n, 2), np.int64)  # stored (w, h)
     boxes = np.zeros((n, 4), np.float64)  # black-border box, original pixels
+    files = np.zeros((n, 2), np.int64)  # each image file's size and mtime_ns, as it was read
     images_dir = train_dir / "images"
 
     def shrink(i: int) -> np.ndarray:
         path = images_dir / str(names[i])
+        files[i] = _file_signature(path)
         probe = load_image(path)
         w, h = probe.original_size
         boxes[i] = content_box(probe.pixels, border_threshold) if border_threshold is not None \
@@ -105,7 +107,8 @@ def build_store(train_dir: Path, names: np.ndarray, side: int, fmt: str = "raw",
                     f.write(data)
                     offsets[i + 1] = offsets[i] + len(data)
     with atomic_path(folder / "index.npz") as tmp, open(tmp, "wb") as f:
-        np.savez(f, names=np.asarray(names, dtype=str), sizes=sizes, shapes=shapes, offsets=offsets, boxes=boxes)
+        np.savez(f, names=np.asarray(names, dtype=str), sizes=sizes, shapes=shapes, offsets=offsets, boxes=boxes,
+                 files=files)
     with atomic_path(folder / "store.json") as tmp:
         tmp.write_text(json.dumps({"format": fmt, "side": side, "count": n, "border_threshold": border_threshold,
                                    **_csv_signature(train_dir / "landmarks.csv")}, indent=2))
@@ -184,8 +187,31 @@ def open_store(train_dir: Path, side: int, fmt: str = "raw") -> ImageStore:
             {k: v for k, v in _csv_signature(train_dir / "landmarks.csv").items() if k != "csv"}:
         raise DataError(folder, "landmarks.csv changed since the store was built; run `densemarks preprocess` again")
     with np.load(folder / "index.npz", allow_pickle=False) as index:
+        _check_files(folder, train_dir / "images", index["names"], index["files"] if "files" in index else None)
         return ImageStore(folder, meta["format"], meta["side"], index["names"], index["sizes"],
                           index["shapes"], index["offsets"], index["boxes"], meta["border_threshold"])
+
+
+def _file_signature(path: Path) -> tuple[int, int]:
+    stat = os.stat(path)
+    return stat.st_size, stat.st_mtime_ns
+
+
+def _check_files(folder: Path, images_dir: Path, names: np.ndarray, files: np.ndarray | None) -> None:
+    """Every stored image's file as it was when the store was built (size and modification
+    time; one stat per image, about a second for 400,000): an image replaced in place would
+    otherwise train from its old pixels."""
+    again = "; run `densemarks preprocess` again"
+    if files is None:
+        raise DataError(folder, f"a store from an older densemarks, which did not record its images{again}")
+    for name, recorded in zip(names.tolist(), files.tolist()):
+        path = images_dir / name
+        try:
+            now = _file_signature(path)
+        except OSError as exc:
+            raise DataError(path, f"image of the preprocessed store {folder.name}: {exc.strerror}{again}") from None
+        if list(now) != recorded:
+            raise DataError(path, f"changed since the preprocessed store {folder.name} was built{again}")
 
 
 def store_bytes(folder: Path) -> int:

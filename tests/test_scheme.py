@@ -52,7 +52,8 @@ def test_flip_index_file_formats(tmp_path):
     with pytest.raises(DataError, match="involution"):
         read_flip_index(tmp_path / "c.txt", 3)
     for name, text, words in [("d.json", "[1.9, 0.2, 2]", "entry '1.9' is not an integer"),  # int() would truncate
-                              ("e.json", "[" * 100000 + "]" * 100000, "entry '[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[' is")]:
+                              ("e.json", "[" * 100000 + "]" * 100000, "entry '[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[' is"),
+                              ("f.json", '{"flip": [1, 0, 2]}', "a JSON object without a flip_index entry")]:
         (tmp_path / name).write_text(text)
         with pytest.raises(DataError) as caught:
             read_flip_index(tmp_path / name, 3)

@@ -199,9 +199,13 @@ def read_flip_index(path: str | Path, num_points: int) -> np.ndarray:
         raise DataError(path, f"cannot read flip index: {exc.strerror}") from None
     try:
         values = json.loads(text)
-        if isinstance(values, dict):
-            values = values["flip_index"]
-    except (json.JSONDecodeError, KeyError, RecursionError):
+    except (json.JSONDecodeError, RecursionError):
+        values = text.split()
+    if isinstance(values, dict):
+        if "flip_index" not in values:
+            raise DataError(path, "a JSON object without a flip_index entry")
+        values = values["flip_index"]
+    if not isinstance(values, list):  # one number as text ("0" for K = 1), or not a flip index at all
         values = text.split()
     try:
         flip = np.asarray([_integer(v) for v in values], dtype=np.int64)

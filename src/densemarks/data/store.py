@@ -49,8 +49,14 @@ def default_side(input_size: tuple[int, int]) -> int:
 
 
 def _csv_signature(csv_path: Path) -> dict:
-    stat = csv_path.stat()
-    return {"csv": str(csv_path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    size, mtime_ns = _file_signature(csv_path)
+    return {"csv": str(csv_path.resolve()), "size": size, "mtime_ns": mtime_ns}
+
+
+def _file_signature(path: Path) -> tuple[int, int]:
+    """A file's size and modification time (ns): what the store checks its sources by."""
+    stat = os.stat(path)
+    return stat.st_size, stat.st_mtime_ns
 
 
 def build_store(train_dir: Path, names: np.ndarray, side: int, fmt: str = "raw", threads: int = 2,
@@ -190,11 +196,6 @@ def open_store(train_dir: Path, side: int, fmt: str = "raw") -> ImageStore:
         _check_files(folder, train_dir / "images", index["names"], index["files"] if "files" in index else None)
         return ImageStore(folder, meta["format"], meta["side"], index["names"], index["sizes"],
                           index["shapes"], index["offsets"], index["boxes"], meta["border_threshold"])
-
-
-def _file_signature(path: Path) -> tuple[int, int]:
-    stat = os.stat(path)
-    return stat.st_size, stat.st_mtime_ns
 
 
 def _check_files(folder: Path, images_dir: Path, names: np.ndarray, files: np.ndarray | None) -> None:

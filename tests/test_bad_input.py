@@ -141,6 +141,17 @@ def test_a_network_made_for_another_input_size_is_refused_before_training(few, t
     one_line_error(result, "224", words)
 
 
+@pytest.mark.slow
+def test_a_training_step_beyond_the_machines_memory_is_refused_before_training(few, tmp_path):
+    # resnet18 at 4096 px in batches of 8: activations alone are hundreds of GiB: the kernel would kill the process without a word
+    out = tmp_path / "run"
+    result = run_cli("train", "--data", few, "--out", out, "--recipe", "fast-cpu", *SMALL, "augment.size=[4096,4096]",
+                     check=False)
+    one_line_error(result, "at augment.size=[4096, 4096] in batches of 8 needs at least",
+                   "GiB free: lower augment.size or batch_size")
+    assert not (out / "best.pt").exists()
+
+
 def test_running_out_of_memory_is_one_line(faces68, monkeypatch):
     def allocate(*args, **kwargs):
         raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory: "

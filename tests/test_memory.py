@@ -51,3 +51,58 @@ def test_a_steps_freed_blocks_are_reused_without_page_faults():
     released = _steps("release")  # glibc's default: fresh mappings, faulted in page by page every step
     assert released["applied"] is False
     assert all(f > pages // 2 for f in released["faults"]), released["faults"]
+
+
+def test_the_training_memory_estimate_follows_the_input_area_and_the_batch():
+    import torchvision
+    from densemarks.core.memory import activation_bytes, training_bytes
+
+    model = torchvision.models.mobilenet_v2(num_classes=10)
+    small, large = activation_bytes(model, (64, 64)), activation_bytes(model, (256, 256))
+    assert 14 < large / small <= 16  # 16x the pixels; the global pool's outputs do not grow
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    one, eight = training_bytes(model, (64, 64), 1), training_bytes(model, (64, 64), 8)
+    assert eight - one == pytest.approx(7 * (one - 4 * weights), rel=1e-6)
+    assert next(model.parameters()).device.type == "cpu"  # the estimate ran on a copy
+
+
+def test_a_network_that_cannot_take_the_size_leaves_the_estimate_to_the_real_pass():
+    import torch
+    from densemarks.core.memory import activation_bytes
+
+    class Fixed(torch.nn.Module):  # as torchvision's vision transformers check their input
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 4, 3)
+
+        def forward(self, x):
+            torch._assert(x.shape[-1] == 224, "Wrong image width! Expected 224")
+            return self.conv(x)
+
+    assert activation_bytes(Fixed(), (64, 64)) is None
+    assert activation_bytes(Fixed(), (224, 224)) == 4 * 222 * 222 * 4
+
+
+@pytest.mark.parametrize("free, processes, outcome", [(0.5, 1, "refused"), (1.5, 1, "warned"), (2.5, 1, "quiet"),
+                                                      (1.5, 2, "refused")])
+def test_training_is_refused_or_warned_by_the_memory_its_step_needs(monkeypatch, capsys, free, processes, outcome):
+    from types import SimpleNamespace
+
+    from densemarks.core.errors import DataError
+    from densemarks.core.memory import training_bytes
+    from densemarks.models.heads import create_model
+    from densemarks.recipes import config as cfg
+    from densemarks.training import setup
+
+    config = cfg.apply_overrides(cfg.load_recipe("fast-cpu"), {"weights": "none"}, "test")
+    model = create_model(config, 68, "none")
+    need = training_bytes(model, tuple(config.augment.size), config.batch_size)
+    monkeypatch.setattr(setup.psutil, "virtual_memory", lambda: SimpleNamespace(available=int(free * need)))
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", str(processes))
+    if outcome == "refused":
+        with pytest.raises(DataError, match="needs at least .* GiB.* GiB free: lower augment.size or batch_size"):
+            setup.check_training_memory(model, config, True)
+        return
+    setup.check_training_memory(model, config, True)
+    warned = "may run out of memory" in capsys.readouterr().out
+    assert warned == (outcome == "warned")

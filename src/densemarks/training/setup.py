@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import psutil
 import torch
 from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader
@@ -20,8 +21,8 @@ from tqdm import tqdm
 from densemarks.analysis.metrics import Metrics, check_norm_distances, evaluate_points
 from densemarks.core import distributed
 from densemarks.core.distributed import Context
-from densemarks.core.errors import DataError, last_line
-from densemarks.core.memory import keep_freed_memory
+from densemarks.core.errors import DataError, env_int, last_line
+from densemarks.core.memory import keep_freed_memory, training_bytes
 from densemarks.core.registry import choose
 from densemarks.data.augment import LandmarkTransform
 from densemarks.data.dataset import (LandmarkDataset, TrainingData, fold_indices, frame_training_faces,
@@ -40,6 +41,29 @@ from densemarks.training import distill
 from densemarks.training.ema import weight_average
 from densemarks.training.parallel import StepModel
 from densemarks.training.warm_start import seen_validation_faces, warm_start
+
+
+def check_training_memory(model: torch.nn.Module, config: TrainConfig, report: bool) -> None:
+    """Refuse, before any work, a training step this machine's memory cannot hold (a floor
+    estimated from the network's shapes: core/memory.py), and warn (`report`) where it may not:
+    on CPU the kernel kills such a process without a word, where CUDA's allocator raises an
+    error the command reports. Each process torchrun starts on this machine needs its own."""
+    if next(model.parameters()).device.type != "cpu":
+        return
+    need = training_bytes(model, tuple(config.augment.size), config.batch_size)
+    if need is None:
+        return
+    processes = env_int("LOCAL_WORLD_SIZE", 1)
+    free = psutil.virtual_memory().available
+    h, w = config.augment.size
+    what = f"training model={config.model} head={config.head} at augment.size=[{h}, {w}] in batches of {config.batch_size}"
+    each = f" in each of {processes} processes" if processes > 1 else ""
+    if need * processes > free:
+        raise DataError(None, f"{what} needs at least {need / 2**30:.1f} GiB{each}, and this machine has "
+                              f"{free / 2**30:.1f} GiB free: lower augment.size or batch_size")
+    if report and 2 * need * processes > free:  # measured steps took up to 1.9x the floor
+        tqdm.write(f"warning: {what} needs {need / 2**30:.1f}-{2 * need / 2**30:.1f} GiB{each}, and this machine has "
+                   f"{free / 2**30:.1f} GiB free: it may run out of memory")
 
 
 def check_input_size(model: torch.nn.Module, config: TrainConfig) -> None:
@@ -181,6 +205,7 @@ def prepare_run(data_dir: str | Path, config: TrainConfig, out: Path, ctx: Conte
 
     head = make_head(config)
     model = create_model(config, scheme.num_points, config.weights).to(ctx.device)
+    check_training_memory(model, config, ctx.main)
     check_input_size(model, config)
     if framing is not None and not resume:  # rank 0; DDP copies its weights to the others
         head.start_from(model, framing.mean_shape)

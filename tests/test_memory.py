@@ -92,12 +92,13 @@ def test_training_is_refused_or_warned_by_the_memory_its_step_needs(monkeypatch,
     from densemarks.core.memory import training_bytes
     from densemarks.models.heads import create_model
     from densemarks.recipes import config as cfg
+    from densemarks.core import memory
     from densemarks.training import setup
 
     config = cfg.apply_overrides(cfg.load_recipe("fast-cpu"), {"weights": "none"}, "test")
     model = create_model(config, 68, "none")
     need = training_bytes(model, tuple(config.augment.size), config.batch_size)
-    monkeypatch.setattr(setup.psutil, "virtual_memory", lambda: SimpleNamespace(available=int(free * need)))
+    monkeypatch.setattr(memory.psutil, "virtual_memory", lambda: SimpleNamespace(available=int(free * need)))
     monkeypatch.setenv("LOCAL_WORLD_SIZE", str(processes))
     if outcome == "refused":
         with pytest.raises(DataError, match="needs at least .* GiB.* GiB free: lower augment.size or batch_size"):
@@ -106,3 +107,32 @@ def test_training_is_refused_or_warned_by_the_memory_its_step_needs(monkeypatch,
     setup.check_training_memory(model, config, True)
     warned = "may run out of memory" in capsys.readouterr().out
     assert warned == (outcome == "warned")
+
+
+def test_the_prediction_memory_estimate_is_the_largest_layer_in_and_out_plus_the_crops():
+    import torch
+    from densemarks.core.memory import inference_bytes
+
+    two = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.Conv2d(8, 2, 1))
+    # the first layer's input (3 x 32 x 32 floats) and output (8 x 32 x 32) are alive together;
+    # the crops come as bytes and again as floats
+    per_crop = (3 + 8) * 32 * 32 * 4 + 3 * 32 * 32 * 5
+    assert inference_bytes(two, (32, 32), 1) == per_crop
+    assert inference_bytes(two, (32, 32), 64) == 64 * per_crop
+
+
+def test_prediction_beyond_free_memory_is_refused_before_any_image_is_read(monkeypatch, trained68, faces68,
+                                                                          tmp_path):
+    from types import SimpleNamespace
+
+    from conftest import one_line_error, run_cli
+    from densemarks.core import memory
+
+    monkeypatch.setattr(memory.psutil, "virtual_memory", lambda: SimpleNamespace(available=10 * MB))
+    out = tmp_path / "preds.csv"
+    result = run_cli("predict", "--checkpoint", trained68 / "best.pt", "--data", faces68 / "test", "--out", out,
+                     "--batch-size", "24", "--tta", "flip", check=False)
+    assert result.returncode == 2
+    line = one_line_error(result, "predicting with", "in batches of 24 faces", "GiB free", "--batch-size")
+    assert "best.pt" in line
+    assert not out.exists() and not list(tmp_path.iterdir())

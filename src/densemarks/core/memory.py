@@ -12,9 +12,9 @@ higher over 3 epochs, 13% over 12. Transparent huge pages for torch's large bloc
 BENCHMARKS.md (training loop); the numbers trained are the same either way. `predict`, whose
 batches allocate the same way, does it too (1.46x the whole command, the same predictions).
 
-And estimate a training step's memory before training, from the network's shapes alone (a
-forward pass on the meta device), so that a step the machine cannot hold is refused with a
-line instead of the kernel's silent kill."""
+And estimate a training step's or a prediction batch's memory before the work, from the
+network's shapes alone (a forward pass on the meta device), so that work the machine cannot
+hold is refused with a line instead of the kernel's silent kill (`check_fits`)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,11 @@ import copy
 import ctypes
 import sys
 
+import psutil
 import torch
+from tqdm import tqdm
+
+from densemarks.core.errors import DataError
 
 M_TRIM_THRESHOLD = -1  # mallopt's parameter numbers (glibc malloc.h)
 M_MMAP_MAX = -4
@@ -43,28 +47,37 @@ def keep_freed_memory() -> bool:
     return mallopt(M_TRIM_THRESHOLD, -1) == 1 and mallopt(M_MMAP_MAX, 0) == 1
 
 
-def activation_bytes(model: torch.nn.Module, size: tuple[int, int]) -> int | None:
-    """The bytes a training-mode forward pass of one (3, *size) sample produces: the outputs of
-    every leaf module, read from a copy of the model on the meta device (shapes only, so no
-    memory and no time, at any size). None where the network cannot run there (an operation
-    without a meta implementation, or a size it does not take: the real forward pass says so)."""
+def _leaf_bytes(model: torch.nn.Module, size: tuple[int, int], train: bool) -> list[tuple[int, int]] | None:
+    """(input bytes, output bytes) of every leaf module call in a forward pass of one (3, *size)
+    sample (train: in training mode), read from a copy of the model on the meta device (shapes
+    only, so no memory and no time, at any size). None where the network cannot run there (an
+    operation without a meta implementation, or a size it does not take: the real forward pass
+    says so)."""
     ghost = copy.deepcopy(model).to("meta")
-    total = 0
+    calls = []
+
+    def nbytes(value: object) -> int:
+        values = value if isinstance(value, (tuple, list)) else (value,)
+        return sum(t.numel() * t.element_size() for t in values if isinstance(t, torch.Tensor))
 
     def count(module: torch.nn.Module, inputs: object, output: object) -> None:
-        nonlocal total
-        for tensor in output if isinstance(output, (tuple, list)) else (output,):
-            if isinstance(tensor, torch.Tensor):
-                total += tensor.numel() * tensor.element_size()
+        calls.append((nbytes(inputs), nbytes(output)))
 
     for module in ghost.modules():
         if next(module.children(), None) is None:
             module.register_forward_hook(count)
     try:
-        ghost.train()(torch.zeros(1, 3, *size, device="meta"))
+        ghost.train(train)(torch.zeros(1, 3, *size, device="meta"))
     except (NotImplementedError, RuntimeError, AssertionError, ValueError):
         return None
-    return total
+    return calls
+
+
+def activation_bytes(model: torch.nn.Module, size: tuple[int, int]) -> int | None:
+    """The bytes a training-mode forward pass of one (3, *size) sample produces: the outputs of
+    every leaf module (`_leaf_bytes`). None where the network cannot run on the meta device."""
+    calls = _leaf_bytes(model, size, train=True)
+    return None if calls is None else sum(out for _, out in calls)
 
 
 def training_bytes(model: torch.nn.Module, size: tuple[int, int], batch_size: int) -> int | None:
@@ -79,3 +92,33 @@ def training_bytes(model: torch.nn.Module, size: tuple[int, int], batch_size: in
         return None
     weights = sum(p.numel() * p.element_size() for p in model.parameters())
     return per_sample * batch_size + 4 * weights
+
+
+def inference_bytes(model: torch.nn.Module, size: tuple[int, int], batch_size: int) -> int | None:
+    """A floor under the memory a no-grad forward pass over `batch_size` crops of `size` adds:
+    the largest leaf module's input and output together (both are alive while it runs) per crop,
+    plus the crops themselves as bytes and as floats, times the batch. Measured (a process's
+    peak RSS growth over one pass; MobileNetV2 with each head at 128-512 px, batches of 32-512;
+    benchmarks/memory_estimate.py): 1.2-1.45x this figure. None where the network cannot run on
+    the meta device."""
+    calls = _leaf_bytes(model, size, train=False)
+    if calls is None:
+        return None
+    crop = 3 * size[0] * size[1]
+    return batch_size * (max(i + o for i, o in calls) + crop * (1 + 4))
+
+
+def check_fits(need: int | None, what: str, advice: str, *, processes: int = 1, report: bool = True) -> None:
+    """Refuse (DataError) work whose floor estimate `need` (bytes per process; None: unknown, no
+    check) is over this machine's free memory, and warn (`report`) within 2x of it, as measured
+    steps took up to 1.9x the floor. what: the work, as `... needs`; advice: what to lower."""
+    if need is None:
+        return
+    free = psutil.virtual_memory().available
+    each = f" in each of {processes} processes" if processes > 1 else ""
+    if need * processes > free:
+        raise DataError(None, f"{what} needs at least {need / 2**30:.1f} GiB{each}, and this machine has "
+                              f"{free / 2**30:.1f} GiB free: {advice}")
+    if report and 2 * need * processes > free:
+        tqdm.write(f"warning: {what} needs {need / 2**30:.1f}-{2 * need / 2**30:.1f} GiB{each}, and this machine has "
+                   f"{free / 2**30:.1f} GiB free: it may run out of memory")

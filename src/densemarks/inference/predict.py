@@ -14,7 +14,9 @@ from tqdm import tqdm
 
 from densemarks.core import distributed
 from densemarks.core.distributed import Context
+from densemarks.core.errors import env_int
 from densemarks.core.geometry import to_original
+from densemarks.core.memory import check_fits, inference_bytes
 from densemarks.data.augment import AugmentConfig, LandmarkTransform, sample_matrix
 from densemarks.data.dataset import LandmarkDataset, frame_training_faces, list_test_images, open_training_data
 from densemarks.data.images import load_image
@@ -70,11 +72,26 @@ def predict_images(state: Checkpoint, images_dir: str | Path, names: np.ndarray,
     mode = parse_tta(tta)
     ctx = ctx or distributed.setup()
     model = InferenceModel.from_checkpoint(state, ctx.device)
+    check_prediction_memory(model, state, min(batch_size, max(len(names), 1)), len(mode.views), ctx)
     transform = view_transform(state.config.augment.evaluation(), state.scheme.flip_index, mode)
     dataset = LandmarkDataset(images_dir, names, None, transform)
     loader = make_loader(dataset, batch_size, workers, False, 0, 0, ctx.device, ctx=ctx, pad=False)
     return predict_points(model, loader, state.scheme, ctx.device, mode, channels_last=state.config.channels_last,
                           ctx=ctx)
+
+
+def check_prediction_memory(model: InferenceModel, state: Checkpoint, batch_size: int, views: int,
+                            ctx: Context) -> None:
+    """Refuse, before any image is read, batches this machine's memory cannot hold (on CPU the
+    kernel kills such a process without a word): a floor from the network's shapes, each face's
+    `views` crops at once (core/memory.py)."""
+    if ctx.device.type != "cpu":
+        return
+    h, w = state.config.augment.size
+    crops = f" ({views} views each)" if views > 1 else ""
+    what = f"predicting with {state.path} ({state.config.model} at {h}x{w}) in batches of {batch_size} faces"
+    check_fits(inference_bytes(model.model, (h, w), batch_size * views), what + crops,
+               "lower the batch size (--batch-size)", processes=env_int("LOCAL_WORLD_SIZE", 1), report=ctx.main)
 
 
 def predict_folder(checkpoint: str | Path, data: str | Path, *, tta: str = "none",

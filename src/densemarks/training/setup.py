@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import psutil
 import torch
 from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader
@@ -22,7 +21,7 @@ from densemarks.analysis.metrics import Metrics, check_norm_distances, evaluate_
 from densemarks.core import distributed
 from densemarks.core.distributed import Context
 from densemarks.core.errors import DataError, env_int, last_line
-from densemarks.core.memory import keep_freed_memory, training_bytes
+from densemarks.core.memory import check_fits, keep_freed_memory, training_bytes
 from densemarks.core.registry import choose
 from densemarks.data.augment import LandmarkTransform
 from densemarks.data.dataset import (LandmarkDataset, TrainingData, fold_indices, frame_training_faces,
@@ -50,20 +49,11 @@ def check_training_memory(model: torch.nn.Module, config: TrainConfig, report: b
     error the command reports. Each process torchrun starts on this machine needs its own."""
     if next(model.parameters()).device.type != "cpu":
         return
-    need = training_bytes(model, tuple(config.augment.size), config.batch_size)
-    if need is None:
-        return
-    processes = env_int("LOCAL_WORLD_SIZE", 1)
-    free = psutil.virtual_memory().available
     h, w = config.augment.size
-    what = f"training model={config.model} head={config.head} at augment.size=[{h}, {w}] in batches of {config.batch_size}"
-    each = f" in each of {processes} processes" if processes > 1 else ""
-    if need * processes > free:
-        raise DataError(None, f"{what} needs at least {need / 2**30:.1f} GiB{each}, and this machine has "
-                              f"{free / 2**30:.1f} GiB free: lower augment.size or batch_size")
-    if report and 2 * need * processes > free:  # measured steps took up to 1.9x the floor
-        tqdm.write(f"warning: {what} needs {need / 2**30:.1f}-{2 * need / 2**30:.1f} GiB{each}, and this machine has "
-                   f"{free / 2**30:.1f} GiB free: it may run out of memory")
+    check_fits(training_bytes(model, (h, w), config.batch_size),
+               f"training model={config.model} head={config.head} at augment.size=[{h}, {w}] in batches of "
+               f"{config.batch_size}", "lower augment.size or batch_size",
+               processes=env_int("LOCAL_WORLD_SIZE", 1), report=report)
 
 
 def check_input_size(model: torch.nn.Module, config: TrainConfig) -> None:

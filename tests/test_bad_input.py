@@ -84,6 +84,9 @@ def _yaml(value) -> str:
 def test_fold_must_be_below_folds():
     with pytest.raises(DataError, match="fold=5: allowed 0 to folds - 1 = 4"):
         apply_overrides(TrainConfig(), {"folds": "5", "fold": "5"}, "x")
+    with pytest.raises(DataError, match="fold=3 needs folds=K"):  # else one val_fraction split, silently
+        apply_overrides(TrainConfig(), {"fold": "3"}, "x")
+    assert apply_overrides(TrainConfig(), {"folds": "5", "fold": "3"}, "x").fold == 3
 
 
 @pytest.mark.parametrize("text, words", [

@@ -190,6 +190,9 @@ def check_ranges(config: "TrainConfig", source: str) -> None:
             raise DataError(None, f"{source}: {key}={shown}: allowed {allowed}")
     if config.folds >= 2 and config.fold >= config.folds:
         raise DataError(None, f"{source}: fold={config.fold}: allowed 0 to folds - 1 = {config.folds - 1}")
+    if config.folds < 2 and config.fold != 0:  # else silently ignored: one val_fraction split
+        raise DataError(None, f"{source}: fold={config.fold} needs folds=K (K >= 2); without it the "
+                              "validation split is val_fraction of the faces")
     if config.head == "simcc" and (problem := axes_problem(config.simcc_axes, config.simcc_hidden)):
         raise DataError(None, f"{source}: {problem}")
     if config.time_limit:

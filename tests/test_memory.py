@@ -88,11 +88,11 @@ def test_a_network_that_cannot_take_the_size_leaves_the_estimate_to_the_real_pas
 def test_training_is_refused_or_warned_by_the_memory_its_step_needs(monkeypatch, capsys, free, processes, outcome):
     from types import SimpleNamespace
 
+    from densemarks.core import memory
     from densemarks.core.errors import DataError
     from densemarks.core.memory import training_bytes
     from densemarks.models.heads import create_model
     from densemarks.recipes import config as cfg
-    from densemarks.core import memory
     from densemarks.training import setup
 
     config = cfg.apply_overrides(cfg.load_recipe("fast-cpu"), {"weights": "none"}, "test")

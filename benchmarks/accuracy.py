@@ -2,14 +2,17 @@
 own validation split (its split_seed and val_fraction or fold), in original-image pixels.
 
     densemarks train --data ../shared/data/300w-afw-helen --out RUN --recipe fast-cpu --time-limit 30m
-    python benchmarks/accuracy.py --data ../shared/data/300w-afw-helen --run RUN [--run RUN2 ...] [--checkpoint last]
+    python benchmarks/accuracy.py --data ../shared/data/300w-afw-helen --run RUN [--run RUN2 ...] \
+        [--checkpoint last] [--fit-prior]
 
 Prints NME, failure rate and the competition score (all points: its expected value for random
 requests) for the best checkpoint, alone and with flip and multi TTA (`densemarks.inference.tta`), and
 for the mean shape. The best checkpoint is the epoch with the lowest NME on this same split,
 so its figure is slightly optimistic; `--checkpoint last` scores the final epoch instead.
 With several runs (same validation split): each run, then their ensemble, the plain average
-of their points in original pixels, in each TTA mode.
+of their points in original pixels, in each TTA mode. Runs whose best.pt has a shape prior
+(inference/shape_prior.py; or, with --fit-prior, any run: fitted here as training fits it, on
+training faces only) are scored without it and with it.
 """
 
 from __future__ import annotations
@@ -25,10 +28,14 @@ from densemarks.data.augment import LandmarkTransform
 from densemarks.data.dataset import TrainingData, open_training_data
 from densemarks.inference.checkpoint import Checkpoint
 from densemarks.inference.predict import mean_shape_baseline, predict_images
+from densemarks.inference.shape_prior import ShapePrior
 from densemarks.inference.tta import TTA_MODES
+from densemarks.training.prior import prior_rows
 from densemarks.training.setup import validation_split
 
 LABELS = {"none": "no TTA", "flip": "flip TTA", "multi": "multi TTA (10 passes)"}
+LABELS.update({f"{mode}+prior": f"{label} + shape prior" for mode, label in LABELS.items()})
+LABELS["none+prior"] = "shape prior"
 
 
 class RunPredictions(NamedTuple):
@@ -38,13 +45,23 @@ class RunPredictions(NamedTuple):
     points: dict[str, np.ndarray]  # tta mode -> (N, K, 2) original pixels
 
 
-def run_predictions(run: Path, data: TrainingData, checkpoint: str = "best") -> RunPredictions:
-    """One run's best.pt or last.pt on its validation split, in every TTA mode."""
+def run_predictions(run: Path, data: TrainingData, checkpoint: str = "best", fit_prior: bool = False) -> RunPredictions:
+    """One run's best.pt or last.pt on its validation split, in every TTA mode; with its shape
+    prior (fitted here as training fits it, with fit_prior, when the checkpoint has none) the
+    modes also appear as "MODE+prior"."""
     state = Checkpoint.load(run / f"{checkpoint}.pt")
     config = state.config
-    _, val_rows = validation_split(len(data.table), config)
+    train_rows, val_rows = validation_split(len(data.table), config)
     names = data.table.file_names[val_rows]
-    out = {mode: predict_images(state, data.images_dir, names, tta=mode) for mode in TTA_MODES}
+    out = {mode: predict_images(state, data.images_dir, names, tta=mode, shape_prior=False) for mode in TTA_MODES}
+    prior = state.shape_prior
+    if prior is None and fit_prior:
+        labels = np.asarray(data.table.points[train_rows])
+        rows = prior_rows(config, len(train_rows))
+        sample = predict_images(state, data.images_dir, data.table.file_names[train_rows[rows]], shape_prior=False)
+        prior = ShapePrior.fit(labels, sample, labels[rows])
+    if prior is not None:
+        out.update({f"{mode}+prior": prior.apply(points) for mode, points in list(out.items())})
     history = state.history
     header = (f"run {run}: {config.model} ({config.weights}), input {config.augment.size}, "
               f"{checkpoint} checkpoint: epoch {history[-1]['epoch']} (reached after "
@@ -60,9 +77,11 @@ def main() -> None:
                         help="a run folder; give several for their ensemble too")
     parser.add_argument("--checkpoint", choices=["best", "last"], default="best",
                         help="best.pt (lowest validation NME, slightly optimistic) or last.pt")
+    parser.add_argument("--fit-prior", action="store_true",
+                        help="fit a shape prior as training does for checkpoints that have none (older runs)")
     args = parser.parse_args()
     data = open_training_data(args.data)
-    runs = [run_predictions(run, data, args.checkpoint) for run in args.run]
+    runs = [run_predictions(run, data, args.checkpoint, args.fit_prior) for run in args.run]
     config = runs[0].config
     train_rows, val_rows = validation_split(len(data.table), config)
     if any(not np.array_equal(r.val_rows, val_rows) for r in runs):
@@ -76,7 +95,7 @@ def main() -> None:
         for mode, points in r.points.items():
             rows[model if mode == "none" else f"{model} + {LABELS[mode]}"] = points
     if len(runs) > 1:
-        for mode in TTA_MODES:
+        for mode in [m for m in runs[0].points if all(m in r.points for r in runs)]:
             ensemble = np.mean([r.points[mode] for r in runs], axis=0)
             rows[f"ensemble of {len(runs)} ({args.checkpoint}), {LABELS[mode]}"] = ensemble
     transform = LandmarkTransform(config.augment.evaluation(), data.scheme.flip_index)

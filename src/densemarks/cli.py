@@ -232,6 +232,8 @@ def merge_folds(
 
 
 ThreadsOption = Annotated[int, typer.Option(min=0, max=MAX_THREADS, help="torch CPU threads; 0: the cores other processes leave free (core/threads.py).")]
+ShapePriorOption = Annotated[bool, typer.Option(help="Pass the points through the checkpoint's shape prior, where "
+                                                      "training fitted one (inference/shape_prior.py).")]
 TtaOption = Annotated[str, typer.Option(
     help=f"Test-time augmentation: {names(TTA_MODES)} (passes: "
          + ", ".join(f"{k} {m.passes}" for k, m in TTA_MODES.items()) + ").")]
@@ -247,6 +249,7 @@ def predict(
     workers: Annotated[int, typer.Option(min=0, max=MAX_WORKERS)] = 1,
     draw: Annotated[Optional[Path], typer.Option(help="Also save a PNG grid of predictions here.")] = None,
     mean_shape: Annotated[Optional[Path], typer.Option(help="Instead of the model, predict the mean shape of this training folder (the baseline).")] = None,
+    shape_prior: ShapePriorOption = True,
     threads: ThreadsOption = 0,
     keep_freed_memory: Annotated[bool, typer.Option(help="Reuse the memory a batch frees for the next (faster, a little more memory; core/memory.py).")] = True,
 ):
@@ -267,7 +270,8 @@ def predict(
     else:
         if keep_freed_memory:
             memory.keep_freed_memory()
-        names, points = predict_folder(checkpoint, data, tta=tta, batch_size=batch_size, workers=workers)
+        names, points = predict_folder(checkpoint, data, tta=tta, batch_size=batch_size, workers=workers,
+                                       shape_prior=shape_prior)
     if not _main_process():
         return
     write_landmarks(out, names, points)
@@ -363,7 +367,8 @@ KeypointsOption = Annotated[bool, typer.Option(help="Turn each first crop by the
 
 
 def _photo_predictor(checkpoint: Path, detector: str, backend: str, onnx: Optional[Path], tta: str,
-                     refine: Optional[int], threads: int, video: bool = False, keypoints: bool = True):
+                     refine: Optional[int], threads: int, video: bool = False, keypoints: bool = True,
+                     shape_prior: bool = True):
     """backend "auto": ONNX Runtime with --onnx or CKPT.onnx when there is one; for video, with
     an export kept in the user cache when there is none (made once); else torch."""
     from densemarks.photos.predictor import Predictor
@@ -383,7 +388,8 @@ def _photo_predictor(checkpoint: Path, detector: str, backend: str, onnx: Option
         else:
             backend = "torch"
     return Predictor.from_checkpoint(checkpoint, detector=detector, backend=backend, onnx=onnx,
-                                     refine=refine, tta=tta, threads=choice.threads, keypoints=keypoints)
+                                     refine=refine, tta=tta, threads=choice.threads, keypoints=keypoints,
+                                     shape_prior=shape_prior)
 
 
 def _announce_threads(threads: int):
@@ -409,6 +415,7 @@ def detect(
     tta: TtaOption = "none",
     refine: RefineOption = None,
     keypoints: KeypointsOption = True,
+    shape_prior: ShapePriorOption = True,
     draw: Annotated[Optional[Path], typer.Option(help="Photos: a folder for each photo with its faces drawn. "
                                                      "Video: a video file (.mp4, .avi, .mkv) with the faces drawn.")] = None,
     threads: ThreadsOption = 0,
@@ -428,7 +435,7 @@ def detect(
         if len(photos) > 1:
             raise DataError(videos[0], "give one video per call (photos and videos do not mix either)")
         _detect_video(videos[0], checkpoint, out, detector, backend, onnx, tta, refine, draw, threads, fps,
-                      detect_every, smooth, min_cutoff, beta, keypoints)
+                      detect_every, smooth, min_cutoff, beta, keypoints, shape_prior)
         return
     from densemarks.core.fileio import check_not_input
     from densemarks.photos.predictor import detect_photos, drawing_names, list_photos
@@ -438,7 +445,8 @@ def detect(
     _will_write(draw, folder=True)
     if draw is not None:  # a drawn picture must not replace a photo (--draw into the photos' folder)
         check_not_input([draw / name for name in drawing_names(files)], files)
-    predictor = _photo_predictor(checkpoint, detector, backend, onnx, tta, refine, threads, keypoints=keypoints)
+    predictor = _photo_predictor(checkpoint, detector, backend, onnx, tta, refine, threads, keypoints=keypoints,
+                                 shape_prior=shape_prior)
     result = detect_photos(predictor, files, out, draw)
     none = [str(f) for f, n in zip(files, result.faces) if n == 0]
     found = sum(n for n in result.faces if n)
@@ -454,7 +462,7 @@ def detect(
 
 def _detect_video(path: Path, checkpoint: Path, out: Path, detector: str, backend: str, onnx: Optional[Path], tta: str,
                   refine: Optional[int], draw: Optional[Path], threads: int, fps: Optional[float], detect_every: int,
-                  smooth: bool, min_cutoff: float, beta: float, keypoints: bool) -> None:
+                  smooth: bool, min_cutoff: float, beta: float, keypoints: bool, shape_prior: bool) -> None:
     from densemarks.video.frames import open_video
     from densemarks.video.run import FOURCC, detect_video
     from densemarks.video.smoothing import OneEuro
@@ -468,7 +476,7 @@ def _detect_video(path: Path, checkpoint: Path, out: Path, detector: str, backen
     _will_write(draw, inputs=[path, checkpoint, onnx])
     source = open_video(path, fps)  # a file that is not a video fails here, before the model loads
     predictor = _photo_predictor(checkpoint, detector, backend, onnx, tta, refine, threads, video=True,
-                                 keypoints=keypoints)
+                                 keypoints=keypoints, shape_prior=shape_prior)
     options = TrackOptions(detect_every=detect_every, smoothing=OneEuro(min_cutoff, beta) if smooth else None)
     result = detect_video(FaceTracker(predictor, options), source, out, draw=draw)
     console.print(f"{result.frames} frames, {result.faces} faces in {result.tracks} track(s) -> {out}"
@@ -506,6 +514,7 @@ def evaluate_photos_command(
     tta: TtaOption = "none",
     refine: RefineOption = None,
     keypoints: KeypointsOption = True,
+    shape_prior: ShapePriorOption = True,
     min_iou: Annotated[float, typer.Option(min=0.01, max=1, help="Box overlap for a detection to count as a face.")] = 0.4,
     limit: Annotated[Optional[int], typer.Option(min=1, help="Only the first N photos.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Folder for per_face.csv, report.json, examples.png.")] = None,
@@ -515,7 +524,8 @@ def evaluate_photos_command(
     from densemarks.photos.evaluate import evaluate_photos, write_photo_report
 
     _will_write(out, folder=True)
-    predictor = _photo_predictor(checkpoint, detector, backend, onnx, tta, refine, threads, keypoints=keypoints)
+    predictor = _photo_predictor(checkpoint, detector, backend, onnx, tta, refine, threads, keypoints=keypoints,
+                                 shape_prior=shape_prior)
     drawn = []
     report = evaluate_photos(predictor, data, min_iou=min_iou, limit=limit,
                              on_photo=(lambda *a: drawn.append(a) if len(drawn) < 12 else None) if out else None)

@@ -4,8 +4,8 @@ A checkpoint is a dict of tensors and plain values, read with `weights_only=True
 objects, no code), holding everything `predict`, `export`, photos and `--resume` need: the
 validated model's weights, the resolved config, the landmark scheme, the training crops'
 framing, the validation split and a fingerprint of the training data, the epoch and its
-metrics; and, for resuming, the optimizer, schedule, RNG state and (with EMA) the raw training
-weights. `Checkpoint` is its typed view; nothing else reads its keys.
+metrics, the shape prior fitted after training (best.pt); and, for resuming, the optimizer,
+schedule, RNG state and (with EMA) the raw training weights. `Checkpoint` is its typed view; nothing else reads its keys.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from torch import nn
 from densemarks.core.errors import DataError
 from densemarks.core.fileio import atomic_path
 from densemarks.data.framing import Framing
+from densemarks.inference.shape_prior import ShapePrior
 from densemarks.data.scheme import LandmarkScheme
 from densemarks.models.heads import Head, create_model, make_head
 from densemarks.recipes import config as cfg
@@ -89,6 +90,7 @@ class Checkpoint:
     metrics: dict = field(default_factory=dict)
     resume: ResumeState | None = None
     path: Path | None = None
+    shape_prior: ShapePrior | None = None  # fitted at the end of training (inference/shape_prior.py)
 
     # ---- writing and reading
 
@@ -98,7 +100,8 @@ class Checkpoint:
                  "config": cfg.to_dict(self.config), "scheme": self.scheme.to_dict(),
                  "framing": None if self.framing is None else self.framing.to_dict(),
                  "split": None if self.split is None else self.split.to_dict(),
-                 "fingerprint": self.fingerprint, "metrics": self.metrics}
+                 "fingerprint": self.fingerprint, "metrics": self.metrics,
+                 "shape_prior": None if self.shape_prior is None else self.shape_prior.to_dict()}
         if self.resume is not None:
             r = self.resume
             state.update(optimizer=r.optimizer, scheduler=r.scheduler, rng=r.rng, history=r.history,
@@ -129,9 +132,10 @@ class Checkpoint:
                 not all(k in state for k in ("model", "config", "scheme", "epoch")):
             raise DataError(path, "not a densemarks checkpoint (missing format, model, config or scheme)")
         if not (isinstance(state["model"], dict) and isinstance(state["scheme"], dict) and
-                all(isinstance(state.get(key) or {}, dict) for key in ("framing", "split", "metrics"))):
-            raise DataError(path, "damaged densemarks checkpoint (its model, scheme, framing, split or metrics "
-                                  "is not a mapping)")
+                all(isinstance(state.get(key) or {}, dict)
+                    for key in ("framing", "split", "metrics", "shape_prior"))):
+            raise DataError(path, "damaged densemarks checkpoint (its model, scheme, framing, split, metrics or "
+                                  "shape prior is not a mapping)")
         try:
             config = cfg.from_dict(state["config"], "config")
         except DataError as exc:
@@ -143,13 +147,16 @@ class Checkpoint:
                                      state.get("history", []), float(state["best_metric"]),
                                      int(state["best_epoch"]), state.get("training_model"),
                                      int(state.get("ema_updates", 0)))
-            return cls(config=config, scheme=LandmarkScheme.from_dict(state["scheme"]),
+            scheme = LandmarkScheme.from_dict(state["scheme"])
+            prior = state.get("shape_prior")
+            return cls(config=config, scheme=scheme,
                        model=state["model"], epoch=int(state["epoch"]),
                        framing=Framing.from_dict(state["framing"]) if state.get("framing") else None,
                        split=Split.from_dict(state["split"]) if state.get("split") else None,
                        fingerprint=state.get("fingerprint"), metrics=state.get("metrics") or {},
-                       resume=resume, path=path)
-        except (KeyError, TypeError, ValueError) as exc:
+                       resume=resume, path=path,
+                       shape_prior=ShapePrior.from_dict(prior, scheme.num_points) if prior else None)
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
             raise DataError(path, f"damaged densemarks checkpoint ({type(exc).__name__}: {exc})") from None
 
     # ---- what inference builds from it

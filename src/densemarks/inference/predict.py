@@ -66,9 +66,11 @@ def predict_points(model: InferenceModel, loader: DataLoader, scheme: LandmarkSc
 
 
 def predict_images(state: Checkpoint, images_dir: str | Path, names: np.ndarray, *, tta: str | Tta = "none",
-                   batch_size: int = 32, workers: int = 0, ctx: Context | None = None) -> np.ndarray:
+                   batch_size: int = 32, workers: int = 0, ctx: Context | None = None,
+                   shape_prior: bool = True) -> np.ndarray:
     """Points (N, K, 2) in original-image pixels for the images `names` in `images_dir`, by the
-    checkpoint's model framed as its training crops, on ctx's device (default: this process's)."""
+    checkpoint's model framed as its training crops, on ctx's device (default: this process's);
+    through the checkpoint's shape prior where it has one and `shape_prior`."""
     mode = parse_tta(tta)
     ctx = ctx or distributed.setup()
     model = InferenceModel.from_checkpoint(state, ctx.device)
@@ -76,8 +78,9 @@ def predict_images(state: Checkpoint, images_dir: str | Path, names: np.ndarray,
     transform = view_transform(state.config.augment.evaluation(), state.scheme.flip_index, mode)
     dataset = LandmarkDataset(images_dir, names, None, transform)
     loader = make_loader(dataset, batch_size, workers, False, 0, 0, ctx.device, ctx=ctx, pad=False)
-    return predict_points(model, loader, state.scheme, ctx.device, mode, channels_last=state.config.channels_last,
-                          ctx=ctx)
+    points = predict_points(model, loader, state.scheme, ctx.device, mode, channels_last=state.config.channels_last,
+                            ctx=ctx)
+    return state.shape_prior.apply(points) if shape_prior and state.shape_prior is not None else points
 
 
 def check_prediction_memory(model: InferenceModel, state: Checkpoint, batch_size: int, views: int,
@@ -95,7 +98,7 @@ def check_prediction_memory(model: InferenceModel, state: Checkpoint, batch_size
 
 
 def predict_folder(checkpoint: str | Path, data: str | Path, *, tta: str = "none",
-                   batch_size: int = 32, workers: int = 1) -> tuple[np.ndarray, np.ndarray]:
+                   batch_size: int = 32, workers: int = 1, shape_prior: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """(file names, points (N, K, 2) in original-image pixels) for a test folder: the files of
     its test_points.csv in that order when present, else every image in images/. tta: a
     `tta.TTA_MODES` name. Under torchrun each rank predicts every world-th image and all ranks
@@ -105,7 +108,7 @@ def predict_folder(checkpoint: str | Path, data: str | Path, *, tta: str = "none
     data = Path(data)
     names, _ = list_test_images(data, state.scheme.num_points)
     return names, predict_images(state, data / "images", names, tta=tta, batch_size=batch_size, workers=workers,
-                                 ctx=ctx)
+                                 ctx=ctx, shape_prior=shape_prior)
 
 
 def mean_shape_baseline(train_points: np.ndarray, train_names: np.ndarray, train_images: Path,

@@ -34,6 +34,7 @@ from densemarks.data.framing import Framing, turn_to_keypoints
 from densemarks.data.images import LoadedImage, load_image
 from densemarks.inference.checkpoint import Checkpoint
 from densemarks.inference.landmarker import InferenceModel, OnnxLandmarker, TorchLandmarker, predict_views
+from densemarks.inference.shape_prior import ShapePrior
 from densemarks.inference.tta import Tta, parse_tta, view_matrices
 from densemarks.photos.detect import Detection, create_detector
 
@@ -61,8 +62,10 @@ class Predictor:
 
     def __init__(self, landmarker, framing: Framing, flip_index: np.ndarray, *, detector=None,
                  refine: int | None = None, tta: str | Tta = "none",
-                 norm_points: tuple[int, int] | None = None, scheme=None, keypoints: bool = True):
+                 norm_points: tuple[int, int] | None = None, scheme=None, keypoints: bool = True,
+                 shape_prior: ShapePrior | None = None):
         self.landmarker = landmarker
+        self.shape_prior = shape_prior  # every pass's points go through it (inference/shape_prior.py)
         self.norm_points = norm_points  # the scheme's NME pair, for evaluation
         self.scheme = scheme  # the checkpoint's LandmarkScheme, for drawing regions as lines
         self.framing = framing
@@ -77,12 +80,14 @@ class Predictor:
     @classmethod
     def from_checkpoint(cls, checkpoint: str | Path, *, detector: str | object | None = "mtcnn",
                         backend: str = "torch", onnx: str | Path | None = None, threads: int | None = None,
-                        refine: int | None = None, tta: str | Tta = "none", keypoints: bool = True) -> "Predictor":
+                        refine: int | None = None, tta: str | Tta = "none", keypoints: bool = True,
+                        shape_prior: bool = True) -> "Predictor":
         """backend "torch" runs the checkpoint's model; "onnx" runs `onnx` (default: the
         checkpoint's path with .onnx). detector: a name for `create_detector`, an object, or None
         (then only `predict_faces` with given boxes or points works). keypoints: turn each first
         crop by the roll of the detector's keypoints where it gives them (MTCNN) and the scheme
-        names eyes and mouth."""
+        names eyes and mouth. shape_prior: pass every pass's points through the checkpoint's
+        shape prior where it has one."""
         state = Checkpoint.load(checkpoint)
         framing = state.require_framing()
         if backend == "torch":
@@ -95,7 +100,7 @@ class Predictor:
             detector = create_detector(detector)
         return cls(landmarker, framing, state.scheme.flip_index, detector=detector,
                    refine=refine, tta=tta, norm_points=state.scheme.norm_points, scheme=state.scheme,
-                   keypoints=keypoints)
+                   keypoints=keypoints, shape_prior=state.shape_prior if shape_prior else None)
 
     def __call__(self, photo: str | Path | np.ndarray | LoadedImage) -> list[Face]:
         """Every face the detector finds, best score first; [] when there is none."""
@@ -149,8 +154,9 @@ class Predictor:
         refinement. crops: `framed_crops(photo, matrices)` when the caller has made them."""
         views = self.views[:, None] @ matrices[None]  # (V, N, 3, 3), view-major
         crops = self.framed_crops(photo, matrices) if crops is None else crops
-        return predict_views(self.landmarker, crops, lambda c: c[:, :, ::-1], views,
-                             np.zeros(views.shape[:2], bool), self.tta, self.flip_index)
+        points = predict_views(self.landmarker, crops, lambda c: c[:, :, ::-1], views,
+                               np.zeros(views.shape[:2], bool), self.tta, self.flip_index)
+        return points if self.shape_prior is None else self.shape_prior.apply(points)
 
     def crop(self, image: LoadedImage, matrix: np.ndarray) -> np.ndarray:
         """One face's input crop (H, W, 3) uint8. Only the photo's region under the crop (plus a

@@ -56,6 +56,9 @@ class TrainConfig:
     regression_pool: str = "avg"  # regression: avg (the backbone's pooled features) | flatten (the whole stride-32 map)
     regression_channels: int = 64  # regression_pool=flatten: channels the map is reduced to before the Linear layer
     weights: str = "default"  # none | default | a torchvision weights name (IMAGENET1K_V1, ...)
+    # training faces the best model predicts after training to fit its shape prior (their error
+    # variance; inference/shape_prior.py), which predictions then pass through; 0: no prior
+    shape_prior: int = 1000
     init: str = ""  # a checkpoint to start from, layer by layer where names and shapes match (training.warm_start)
     augment: AugmentConfig = field(default_factory=AugmentConfig)  # for training
     loss: str = "l1"  # regression: a name in models.losses.LOSSES
@@ -170,7 +173,7 @@ RANGES: dict[str, tuple] = {
     "decoder_channels": _CHANNELS, "decoder_fine_channels": _CHANNELS_OR_0,
     "heatmap_points_per_step": _AT_LEAST_0, "heatmap_stride": (lambda v: v in (2, 4), "2 or 4"), "simcc_split": (lambda v: 0.25 <= v <= 8, "from 0.25 to 8"),
     "simcc_sigma": (lambda v: 0 < v <= 64, "> 0 and <= 64 pixels"), "simcc_hidden": _CHANNELS_OR_0,
-    "simcc_coord_weight": _AT_LEAST_0, "regression_channels": _CHANNELS,
+    "simcc_coord_weight": _AT_LEAST_0, "regression_channels": _CHANNELS, "shape_prior": _AT_LEAST_0,
     "augment.size": (lambda v: all(16 <= s <= 4096 for s in v), "two sizes from 16 to 4096 pixels"),
     "augment.border_threshold": (lambda v: v is None or 0 <= v <= 255, "null or 0 to 255"),
     "augment.flip_p": _FRACTION, "augment.rotate_deg": (lambda v: 0 <= v <= 180, "in [0, 180]"),

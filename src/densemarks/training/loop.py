@@ -30,6 +30,7 @@ from densemarks.models.optim import set_trainable, step_schedule
 from densemarks.recipes.config import TrainConfig, parse_duration
 from densemarks.training.distill import split_points
 from densemarks.training.log import Logger
+from densemarks.training.prior import fit_shape_prior
 from densemarks.training.setup import TrainingRun, key_metric, prepare_run
 
 
@@ -146,6 +147,7 @@ def _train(run: TrainingRun, config: TrainConfig, out: Path, ctx: distributed.Co
     if run.best_epoch < 1:
         raise DataError(out, "training ended without a validated model (no best.pt); train more epochs "
                              "or validate more often (val_every)")
+    fit_shape_prior(run, out)
     return TrainResult(run.best_epoch, run.best_metric, epoch + 1 - run.start_epoch, stopped_by_time, run.history)
 
 

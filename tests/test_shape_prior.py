@@ -94,7 +94,7 @@ def test_fewer_faces_than_coordinates_leave_every_direction_some_variance():
     assert prior.rest > 0 and (prior.variances > 0).all()
     outside = _faces(1, rng, rng.normal(size=(3, K, 2)) * 4)[0]  # other modes than the training faces'
     moved = np.abs(prior.apply(outside) - outside).max()
-    unshrunk = dataclasses.replace(prior, rest=1e-9, _gain=[])  # the sample covariance: zero outside their span
+    unshrunk = dataclasses.replace(prior, rest=1e-9)  # the sample covariance: zero outside their span
     assert moved < 0.1 * np.abs(unshrunk.apply(outside) - outside).max()
 
 

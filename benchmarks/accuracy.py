@@ -45,7 +45,8 @@ class RunPredictions(NamedTuple):
     points: dict[str, np.ndarray]  # tta mode -> (N, K, 2) original pixels
 
 
-def run_predictions(run: Path, data: TrainingData, checkpoint: str = "best", fit_prior: bool = False) -> RunPredictions:
+def run_predictions(run: Path, data: TrainingData, checkpoint: str = "best",
+                    fit_prior: bool = False) -> RunPredictions:
     """One run's best.pt or last.pt on its validation split, in every TTA mode; with its shape
     prior (fitted here as training fits it, with fit_prior, when the checkpoint has none) the
     modes also appear as "MODE+prior"."""

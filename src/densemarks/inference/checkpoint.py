@@ -5,7 +5,8 @@ objects, no code), holding everything `predict`, `export`, photos and `--resume`
 validated model's weights, the resolved config, the landmark scheme, the training crops'
 framing, the validation split and a fingerprint of the training data, the epoch and its
 metrics, the shape prior fitted after training (best.pt); and, for resuming, the optimizer,
-schedule, RNG state and (with EMA) the raw training weights. `Checkpoint` is its typed view; nothing else reads its keys.
+schedule, RNG state and (with EMA) the raw training weights. `Checkpoint` is its typed view;
+nothing else reads its keys.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ from torch import nn
 from densemarks.core.errors import DataError
 from densemarks.core.fileio import atomic_path
 from densemarks.data.framing import Framing
-from densemarks.inference.shape_prior import ShapePrior
 from densemarks.data.scheme import LandmarkScheme
+from densemarks.inference.shape_prior import ShapePrior
 from densemarks.models.heads import Head, create_model, make_head
 from densemarks.recipes import config as cfg
 from densemarks.recipes.config import TrainConfig

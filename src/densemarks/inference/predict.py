@@ -98,7 +98,8 @@ def check_prediction_memory(model: InferenceModel, state: Checkpoint, batch_size
 
 
 def predict_folder(checkpoint: str | Path, data: str | Path, *, tta: str = "none",
-                   batch_size: int = 32, workers: int = 1, shape_prior: bool = True) -> tuple[np.ndarray, np.ndarray]:
+                   batch_size: int = 32, workers: int = 1,
+                   shape_prior: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """(file names, points (N, K, 2) in original-image pixels) for a test folder: the files of
     its test_points.csv in that order when present, else every image in images/. tta: a
     `tta.TTA_MODES` name. Under torchrun each rank predicts every world-th image and all ranks
